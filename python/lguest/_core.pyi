@@ -1,0 +1,85 @@
+"""Type stubs for lguest._core, the Rust extension (checked with mypy.stubtest)."""
+
+from typing import Literal, final
+
+__version__: str
+
+# Hypercall numbers and other ABI constants the Launcher needs.
+LHCALL_NOTIFY: int
+LHCALL_SHUTDOWN: int
+LGUEST_IRQS: int
+PAGE_SIZE: int
+ERESTART: int
+
+@final
+class Exit:
+    """Why ``Cpu.run`` stopped."""
+
+    kind: Literal["interrupt", "exception", "hlt", "count", "address"]
+    vector: int | None
+    """Interrupt or exception vector (``interrupt``/``exception`` only)."""
+    error_code: int | None
+    """Exception error code, when the exception pushes one."""
+    address: int | None
+    """Faulting linear address for a page fault (vector 14)."""
+    instructions: int
+    """Instructions retired during this ``run`` call."""
+
+@final
+class Cpu:
+    """A bare i386 CPU: flat 4 GiB segments, ring 3, paging off, x87 and SSE on.
+
+    Memory is whatever ``mem_map`` maps; touching anything else stops ``run`` with a
+    page-fault exception (vector 14) whose ``address`` is the linear address.
+    """
+
+    def __init__(self) -> None: ...
+    def mem_map(self, addr: int, size: int) -> None:
+        """Map zeroed memory at [addr, addr+size); both page aligned. ValueError on overlap."""
+    def mem_write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        """Write into mapped memory. ValueError if any byte is unmapped."""
+    def mem_read(self, addr: int, size: int) -> bytes:
+        """Read mapped memory. ValueError if any byte is unmapped."""
+    def reg_write(self, name: str, value: int) -> None:
+        """Write a register by name: eax..edi, esp, ebp, eip, eflags, ax..di, al..bh,
+        cs/ds/es/fs/gs/ss (selector only; the bare CPU keeps flat segments)."""
+    def reg_read(self, name: str) -> int: ...
+    def run(self, start: int | None = None, count: int = 0, until: int | None = None) -> Exit:
+        """Run from ``start`` (default: current EIP).  Stops after ``count`` instructions
+        (0 = no limit) with kind ``count``, when EIP reaches ``until`` with kind ``address``,
+        at ``hlt``, at a software interrupt (EIP already past it), or at an exception
+        (EIP at the faulting instruction)."""
+
+class GuestDied(OSError):
+    """The guest is dead; ``reason`` says why, ``restart`` whether it asked to reboot."""
+
+    reason: str
+    restart: bool
+
+@final
+class Lguest:
+    """One guest: what an open /dev/lguest was in the original.
+
+    ``memory`` bytes of guest-physical memory (RAM plus the device area) are
+    allocated zeroed at construction; ``mem`` exposes them as a writable buffer.
+    """
+
+    def __init__(self, memory: int) -> None: ...
+    @property
+    def mem(self) -> memoryview: ...
+    @property
+    def size(self) -> int: ...
+    def initialize(self, pfn_limit: int, start: int) -> None:
+        """LHREQ_INITIALIZE.  boot_params must already be in memory.  OSError(EBUSY) if
+        called twice, ValueError if pfn_limit is beyond the allocated memory."""
+    def run(self) -> int:
+        """Run the guest with the GIL released until it NOTIFYs an address no eventfd
+        claims (returned), or dies (GuestDied with errno ENOENT or ERESTART)."""
+    def irq(self, n: int) -> None:
+        """LHREQ_IRQ: mark virtual interrupt ``n`` (< 32) pending; any thread."""
+    @property
+    def reason(self) -> str | None:
+        """The death reason, once dead."""
+    @property
+    def instructions(self) -> int:
+        """Guest instructions executed so far."""

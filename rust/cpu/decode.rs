@@ -1,0 +1,280 @@
+//! The decoded-block cache.
+//!
+// H:210 Decoding x86 is the expensive part of interpreting it: prefixes,
+// ModRM, SIB, displacements and immediates take longer to pick apart than
+// most instructions take to execute.  So we decode each stretch of code once
+// into a `Block`: a straight run of instructions that ends at the first
+// control transfer, at the end of the page, or after `MAX_BLOCK`
+// instructions.  Each decoded instruction carries a pointer to the function
+// that executes it, chosen once at decode time.
+//
+// Blocks are found by the guest-physical address of their first instruction,
+// not the virtual one, because the same code is often mapped twice (Linux
+// runs briefly at both its physical and its 0xC0000000 address).  For the
+// same reason a decoded instruction never stores an absolute branch target:
+// it stores the displacement from the next instruction.
+//
+// A block belongs to one physical page.  The cache remembers which pages hold
+// code; a store to such a page (seen by the TLB slow path, which never caches
+// write access to code pages) throws away every block of that page.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
+
+use super::exec;
+use super::state::{Cpu, Stop};
+
+/// Longest block, in instructions.  Events are only checked between blocks,
+/// so this also bounds how long an interrupt can wait.
+pub const MAX_BLOCK: usize = 64;
+const FAST_SIZE: usize = 1 << 14;
+
+pub type Handler = fn(&mut Cpu, &DInsn) -> Result<(), Stop>;
+
+/// One decoded instruction.
+#[derive(Clone)]
+pub struct DInsn {
+    pub h: Handler,
+    pub i: Instruction,
+    /// Length in bytes.
+    pub len: u8,
+    /// Operand size in bytes (1, 2 or 4) of the main operand.
+    pub size: u8,
+    /// True if memory operands use 16-bit addressing (0x67 prefix).
+    pub addr16: bool,
+    /// For relative branches: target minus the next instruction's address.
+    pub rel: u32,
+}
+
+pub struct Block {
+    pub phys: u32,
+    pub insns: Vec<DInsn>,
+}
+
+/// A small multiplicative hasher: keys are page-aligned-ish u32 addresses,
+/// and the std SipHash would cost more than the lookup saves.
+#[derive(Default)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type AddrMap<V> = HashMap<u32, V, BuildHasherDefault<AddrHasher>>;
+
+pub struct BlockCache {
+    blocks: Vec<Option<Box<Block>>>,
+    free: Vec<u32>,
+    map: AddrMap<u32>,
+    /// Direct-mapped front of `map`: (phys, index + 1); 0 = empty.
+    fast: Box<[(u32, u32)]>,
+    page_blocks: AddrMap<Vec<u32>>,
+    /// One bit per 4 KiB physical page of the 4 GiB space.
+    code_bits: Vec<u64>,
+    /// Blocks thrown away while one of them may still be executing; freed at
+    /// the next lookup.
+    graveyard: Vec<Box<Block>>,
+    pub stats_decoded: u64,
+    pub stats_invalidated: u64,
+}
+
+impl Default for BlockCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BlockCache {
+    pub fn new() -> Self {
+        BlockCache {
+            blocks: Vec::new(),
+            free: Vec::new(),
+            map: AddrMap::default(),
+            fast: vec![(0u32, 0u32); FAST_SIZE].into_boxed_slice(),
+            page_blocks: AddrMap::default(),
+            code_bits: vec![0; (1 << 20) / 64],
+            graveyard: Vec::new(),
+            stats_decoded: 0,
+            stats_invalidated: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub fn is_code_page(&self, phys: u32) -> bool {
+        let p = (phys >> 12) as usize;
+        self.code_bits[p / 64] & (1 << (p % 64)) != 0
+    }
+
+    /// Find the block starting at guest-physical `phys`.
+    #[inline(always)]
+    pub fn lookup(&mut self, phys: u32) -> Option<*const Block> {
+        let slot = (phys as usize ^ (phys as usize >> 14)) & (FAST_SIZE - 1);
+        let (k, v) = self.fast[slot];
+        if v != 0 && k == phys {
+            if let Some(b) = &self.blocks[(v - 1) as usize] {
+                return Some(&**b as *const Block);
+            }
+        }
+        let idx = *self.map.get(&phys)?;
+        self.fast[slot] = (phys, idx + 1);
+        self.blocks[idx as usize].as_deref().map(|b| b as *const Block)
+    }
+
+    pub fn insert(&mut self, block: Block) -> *const Block {
+        self.graveyard.clear();
+        let phys = block.phys;
+        let page = phys & !0xfff;
+        let b = Box::new(block);
+        let ptr = &*b as *const Block;
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.blocks[i as usize] = Some(b);
+                i
+            }
+            None => {
+                self.blocks.push(Some(b));
+                (self.blocks.len() - 1) as u32
+            }
+        };
+        self.map.insert(phys, idx);
+        self.page_blocks.entry(page).or_default().push(idx);
+        let p = (page >> 12) as usize;
+        self.code_bits[p / 64] |= 1 << (p % 64);
+        self.stats_decoded += 1;
+        ptr
+    }
+
+    /// Throw away every block on physical page `phys`.
+    pub fn invalidate_page(&mut self, phys: u32) {
+        let page = phys & !0xfff;
+        let p = (page >> 12) as usize;
+        self.code_bits[p / 64] &= !(1 << (p % 64));
+        if let Some(list) = self.page_blocks.remove(&page) {
+            for idx in list {
+                if let Some(b) = self.blocks[idx as usize].take() {
+                    self.map.remove(&b.phys);
+                    let slot = (b.phys as usize ^ (b.phys as usize >> 14)) & (FAST_SIZE - 1);
+                    if self.fast[slot].0 == b.phys {
+                        self.fast[slot] = (0, 0);
+                    }
+                    self.graveyard.push(b);
+                    self.free.push(idx);
+                    self.stats_invalidated += 1;
+                }
+            }
+        }
+    }
+
+    /// Throw away everything (used when code may have changed behind our back).
+    pub fn clear(&mut self) {
+        let pages: Vec<u32> = self.page_blocks.keys().copied().collect();
+        for p in pages {
+            self.invalidate_page(p);
+        }
+    }
+}
+
+/// What the decoder produced for a block start.
+pub enum Decoded {
+    Cached(*const Block),
+    /// An instruction that crosses a page boundary: run once, not cached.
+    Uncached(Box<Block>),
+}
+
+impl Cpu {
+    /// H:220 Find or decode the block at the current EIP.
+    pub fn fetch_block(&mut self) -> Result<Decoded, Stop> {
+        let eip = self.eip;
+        let lin = self.lin(super::state::SegReg::Cs, eip);
+        let user = self.user();
+        let t = self.translate(lin, super::mem::Access::Fetch, user)?;
+        let phys = t.phys | (lin & 0xfff);
+        if let Some(b) = self.cache.lookup(phys) {
+            return Ok(Decoded::Cached(b));
+        }
+        let off = (lin & 0xfff) as usize;
+        // SAFETY: `t.host` is the host address of a whole guest page that
+        // passed the bounds check; the slice covers the rest of that page.
+        let bytes = unsafe { std::slice::from_raw_parts(t.host.add(off) as *const u8, 4096 - off) };
+        let mut decoder = Decoder::with_ip(32, bytes, eip as u64, DecoderOptions::NO_INVALID_CHECK);
+        let mut insns = Vec::with_capacity(16);
+        let mut i = Instruction::default();
+        while decoder.can_decode() && insns.len() < MAX_BLOCK {
+            let pos = decoder.position();
+            decoder.decode_out(&mut i);
+            if i.is_invalid() && decoder.last_error() == iced_x86::DecoderError::NoMoreBytes {
+                // The instruction runs into the next page.
+                if insns.is_empty() {
+                    return self.decode_cross_page(lin, phys);
+                }
+                let _ = pos;
+                break;
+            }
+            let d = exec::make(&i);
+            let ends = i.is_invalid() || ends_block(&i);
+            insns.push(d);
+            if ends {
+                break;
+            }
+        }
+        if insns.is_empty() {
+            // Only possible if the page ended exactly here: the next fetch
+            // will translate the next page.
+            return self.decode_cross_page(lin, phys);
+        }
+        let block = Block { phys, insns };
+        let ptr = self.cache.insert(block);
+        self.tlb.drop_writes_to(phys & !0xfff);
+        Ok(Decoded::Cached(ptr))
+    }
+
+    #[cold]
+    fn decode_cross_page(&mut self, lin: u32, phys: u32) -> Result<Decoded, Stop> {
+        let mut buf = [0u8; 15];
+        let avail = 0x1000 - (lin & 0xfff) as usize;
+        // Fetch what is on this page, then as much of the next as needed; a
+        // fault on the next page is only reported if the instruction needs it.
+        self.read_bytes(lin, &mut buf[..avail.min(15)]).map_err(Stop::Fault)?;
+        let mut i = Instruction::default();
+        let mut ok = false;
+        if avail < 15 {
+            let next_ok = self.read_bytes(lin.wrapping_add(avail as u32), &mut buf[avail..]);
+            let mut dec = Decoder::with_ip(32, &buf[..avail], self.eip as u64, DecoderOptions::NO_INVALID_CHECK);
+            dec.decode_out(&mut i);
+            if !(i.is_invalid() && dec.last_error() == iced_x86::DecoderError::NoMoreBytes) {
+                ok = true;
+            } else if let Err(f) = next_ok {
+                return Err(Stop::Fault(f));
+            }
+        }
+        if !ok {
+            let mut dec = Decoder::with_ip(32, &buf, self.eip as u64, DecoderOptions::NO_INVALID_CHECK);
+            dec.decode_out(&mut i);
+        }
+        Ok(Decoded::Uncached(Box::new(Block { phys, insns: vec![exec::make(&i)] })))
+    }
+}
+
+fn ends_block(i: &Instruction) -> bool {
+    !matches!(i.flow_control(), FlowControl::Next)
+        || matches!(
+            i.mnemonic(),
+            iced_x86::Mnemonic::Popfd
+                | iced_x86::Mnemonic::Popf
+                | iced_x86::Mnemonic::Sti
+                | iced_x86::Mnemonic::Mov
+                    if i.op0_kind() == iced_x86::OpKind::Register && i.op0_register().is_segment_register()
+        )
+}

@@ -1,0 +1,322 @@
+//! Instruction semantics, grouped by family.
+//!
+// H:230 Each decoded instruction gets one handler, picked here by mnemonic
+// when the block is decoded.  Handlers are plain functions
+// `fn(&mut Cpu, &DInsn) -> Result<(), Stop>`: the hot loop calls through the
+// pointer without any further dispatch.  Handlers read every operand and
+// check every memory access they need *before* they change state, so that a
+// fault leaves the processor exactly as it was and the instruction can be
+// restarted (this is what makes demand paging work).
+
+use iced_x86::{Instruction, Mnemonic, OpKind, Register};
+
+use super::decode::{DInsn, Handler};
+use super::state::{Cpu, Fault, SegReg, Stop};
+
+pub mod alu;
+pub mod control;
+pub mod data;
+pub mod string;
+pub mod system;
+
+pub type R = Result<(), Stop>;
+
+/// Handler for anything we do not implement: #UD, like a processor that
+/// lacks the instruction.
+pub fn undefined(_: &mut Cpu, _: &DInsn) -> R {
+    Err(Stop::Fault(Fault::UD))
+}
+
+const AL: u32 = Register::AL as u32;
+const AH: u32 = Register::AH as u32;
+const BH: u32 = Register::BH as u32;
+const AX: u32 = Register::AX as u32;
+const DI: u32 = Register::DI as u32;
+const EAX: u32 = Register::EAX as u32;
+const EDI: u32 = Register::EDI as u32;
+const ES: u32 = Register::ES as u32;
+const GS: u32 = Register::GS as u32;
+
+/// Read a general-purpose or segment register by its decoder name.
+#[inline(always)]
+pub fn get_reg(cpu: &Cpu, r: Register) -> u32 {
+    let v = r as u32;
+    if (EAX..=EDI).contains(&v) {
+        cpu.regs[(v - EAX) as usize]
+    } else if (AX..=DI).contains(&v) {
+        cpu.regs[(v - AX) as usize] & 0xffff
+    } else if (AL..AH).contains(&v) {
+        cpu.regs[(v - AL) as usize] & 0xff
+    } else if (AH..=BH).contains(&v) {
+        (cpu.regs[(v - AH) as usize] >> 8) & 0xff
+    } else if (ES..=GS).contains(&v) {
+        cpu.segs[(v - ES) as usize].selector as u32
+    } else {
+        0
+    }
+}
+
+/// Write a general-purpose register; 8- and 16-bit writes merge.
+#[inline(always)]
+pub fn set_reg(cpu: &mut Cpu, r: Register, val: u32) {
+    let v = r as u32;
+    if (EAX..=EDI).contains(&v) {
+        cpu.regs[(v - EAX) as usize] = val;
+    } else if (AX..=DI).contains(&v) {
+        let x = &mut cpu.regs[(v - AX) as usize];
+        *x = (*x & 0xffff_0000) | (val & 0xffff);
+    } else if (AL..AH).contains(&v) {
+        let x = &mut cpu.regs[(v - AL) as usize];
+        *x = (*x & 0xffff_ff00) | (val & 0xff);
+    } else if (AH..=BH).contains(&v) {
+        let x = &mut cpu.regs[(v - AH) as usize];
+        *x = (*x & 0xffff_00ff) | ((val & 0xff) << 8);
+    }
+}
+
+pub fn seg_of(r: Register) -> SegReg {
+    match r {
+        Register::ES => SegReg::Es,
+        Register::CS => SegReg::Cs,
+        Register::SS => SegReg::Ss,
+        Register::FS => SegReg::Fs,
+        Register::GS => SegReg::Gs,
+        _ => SegReg::Ds,
+    }
+}
+
+/// The effective address (offset within the segment) of the memory operand.
+#[inline(always)]
+pub fn ea(cpu: &Cpu, d: &DInsn) -> u32 {
+    let i = &d.i;
+    let mut a = i.memory_displacement32();
+    let base = i.memory_base();
+    if base != Register::None {
+        a = a.wrapping_add(get_reg(cpu, base));
+    }
+    let index = i.memory_index();
+    if index != Register::None {
+        a = a.wrapping_add(get_reg(cpu, index) << i.memory_index_scale().trailing_zeros());
+    }
+    if d.addr16 {
+        a & 0xffff
+    } else {
+        a
+    }
+}
+
+/// The linear address of the memory operand.
+#[inline(always)]
+pub fn mem_lin(cpu: &Cpu, d: &DInsn) -> u32 {
+    cpu.lin(seg_of(d.i.memory_segment()), ea(cpu, d))
+}
+
+/// Read operand `n` (register, memory or immediate), zero-extended.
+#[inline(always)]
+pub fn read_op(cpu: &mut Cpu, d: &DInsn, n: u32, size: u8) -> Result<u32, Fault> {
+    let i = &d.i;
+    match i.op_kind(n) {
+        OpKind::Register => Ok(get_reg(cpu, i.op_register(n))),
+        OpKind::Memory => {
+            let lin = mem_lin(cpu, d);
+            cpu.read_sized(lin, size)
+        }
+        OpKind::Immediate8 => Ok(i.immediate8() as u32),
+        OpKind::Immediate8_2nd => Ok(i.immediate8_2nd() as u32),
+        OpKind::Immediate16 => Ok(i.immediate16() as u32),
+        OpKind::Immediate32 => Ok(i.immediate32()),
+        OpKind::Immediate8to16 => Ok(i.immediate8to16() as u16 as u32),
+        OpKind::Immediate8to32 => Ok(i.immediate8to32() as u32),
+        _ => Ok(0),
+    }
+}
+
+/// Write operand `n` (register or memory).
+#[inline(always)]
+pub fn write_op(cpu: &mut Cpu, d: &DInsn, n: u32, size: u8, v: u32) -> Result<(), Fault> {
+    let i = &d.i;
+    match i.op_kind(n) {
+        OpKind::Register => {
+            set_reg(cpu, i.op_register(n), v);
+            Ok(())
+        }
+        _ => {
+            let lin = mem_lin(cpu, d);
+            cpu.write_sized(lin, size, v)
+        }
+    }
+}
+
+/// Size in bytes of operand `n`.
+pub fn op_size(i: &Instruction, n: u32) -> u8 {
+    match i.op_kind(n) {
+        OpKind::Register => i.op_register(n).size() as u8,
+        OpKind::Memory => i.memory_size().size() as u8,
+        OpKind::Immediate8 | OpKind::Immediate8_2nd => 1,
+        OpKind::Immediate16 | OpKind::Immediate8to16 => 2,
+        _ => 4,
+    }
+}
+
+/// H:240 Choose the handler for a freshly decoded instruction.
+pub fn make(i: &Instruction) -> DInsn {
+    let size = if i.op_count() > 0 { op_size(i, 0) } else { 4 };
+    let addr16 = {
+        let b = i.memory_base() as u32;
+        let x = i.memory_index() as u32;
+        (AX..=DI).contains(&b) || (AX..=DI).contains(&x) || (i.op_kind(0) == OpKind::Memory || i.op_count() > 1 && i.op_kind(1) == OpKind::Memory) && i.memory_displ_size() == 2
+    };
+    let rel = if matches!(i.op0_kind(), OpKind::NearBranch32 | OpKind::NearBranch16) {
+        i.near_branch32().wrapping_sub(i.next_ip32())
+    } else {
+        0
+    };
+    let h = pick(i);
+    DInsn { h, i: *i, len: i.len() as u8, size, addr16, rel }
+}
+
+fn pick(i: &Instruction) -> Handler {
+    use Mnemonic as M;
+    if i.is_invalid() {
+        return undefined;
+    }
+    match i.mnemonic() {
+        M::Add => alu::add,
+        M::Or => alu::or,
+        M::Adc => alu::adc,
+        M::Sbb => alu::sbb,
+        M::And => alu::and,
+        M::Sub => alu::sub,
+        M::Xor => alu::xor,
+        M::Cmp => alu::cmp,
+        M::Test => alu::test,
+        M::Inc => alu::inc,
+        M::Dec => alu::dec,
+        M::Neg => alu::neg,
+        M::Not => alu::not,
+        M::Shl | M::Sal => alu::shl,
+        M::Shr => alu::shr,
+        M::Sar => alu::sar,
+        M::Rol => alu::rol,
+        M::Ror => alu::ror,
+        M::Rcl => alu::rcl,
+        M::Rcr => alu::rcr,
+        M::Shld => alu::shld,
+        M::Shrd => alu::shrd,
+        M::Mul => alu::mul,
+        M::Imul => alu::imul,
+        M::Div => alu::div,
+        M::Idiv => alu::idiv,
+        M::Bt => alu::bt,
+        M::Bts => alu::bts,
+        M::Btr => alu::btr,
+        M::Btc => alu::btc,
+        M::Bsf => alu::bsf,
+        M::Bsr => alu::bsr,
+        M::Daa => alu::daa,
+        M::Das => alu::das,
+        M::Aaa => alu::aaa,
+        M::Aas => alu::aas,
+        M::Aam => alu::aam,
+        M::Aad => alu::aad,
+        M::Mov => match (i.op0_kind(), i.op1_kind()) {
+            (OpKind::Register, _) if i.op0_register().is_segment_register() => system::mov_to_sreg,
+            (OpKind::Register, OpKind::Register) if i.op0_register().is_cr() || i.op0_register().is_dr() || i.op1_register().is_cr() || i.op1_register().is_dr() || i.op0_register().is_tr() || i.op1_register().is_tr() => system::privileged,
+            _ => data::mov,
+        },
+        M::Movzx => data::movzx,
+        M::Movsx => data::movsx,
+        M::Lea => data::lea,
+        M::Xchg => data::xchg,
+        M::Cmpxchg => data::cmpxchg,
+        M::Cmpxchg8b => data::cmpxchg8b,
+        M::Xadd => data::xadd,
+        M::Bswap => data::bswap,
+        M::Push => data::push,
+        M::Pop => data::pop,
+        M::Pushad => data::pushad,
+        M::Pusha => data::pusha,
+        M::Popad => data::popad,
+        M::Popa => data::popa,
+        M::Pushfd => data::pushfd,
+        M::Pushf => data::pushf,
+        M::Popfd => data::popfd,
+        M::Popf => data::popf,
+        M::Lahf => data::lahf,
+        M::Sahf => data::sahf,
+        M::Cbw => data::cbw,
+        M::Cwde => data::cwde,
+        M::Cwd => data::cwd,
+        M::Cdq => data::cdq,
+        M::Xlatb => data::xlat,
+        M::Salc => data::salc,
+        M::Seto | M::Setno | M::Setb | M::Setae | M::Sete | M::Setne | M::Setbe | M::Seta | M::Sets | M::Setns | M::Setp | M::Setnp | M::Setl | M::Setge | M::Setle | M::Setg => data::setcc,
+        M::Cmovo | M::Cmovno | M::Cmovb | M::Cmovae | M::Cmove | M::Cmovne | M::Cmovbe | M::Cmova | M::Cmovs | M::Cmovns | M::Cmovp | M::Cmovnp | M::Cmovl | M::Cmovge | M::Cmovle | M::Cmovg => data::cmovcc,
+        M::Lds | M::Les | M::Lfs | M::Lgs | M::Lss => system::load_far_pointer,
+        M::Jo | M::Jno | M::Jb | M::Jae | M::Je | M::Jne | M::Jbe | M::Ja | M::Js | M::Jns | M::Jp | M::Jnp | M::Jl | M::Jge | M::Jle | M::Jg => control::jcc,
+        M::Jmp => match i.op0_kind() {
+            OpKind::NearBranch32 | OpKind::NearBranch16 => control::jmp_rel,
+            OpKind::FarBranch16 | OpKind::FarBranch32 => control::jmp_far,
+            OpKind::Memory if matches!(i.memory_size(), iced_x86::MemorySize::SegPtr32 | iced_x86::MemorySize::SegPtr16) => control::jmp_far,
+            _ => control::jmp_ind,
+        },
+        M::Call => match i.op0_kind() {
+            OpKind::NearBranch32 | OpKind::NearBranch16 => control::call_rel,
+            OpKind::FarBranch16 | OpKind::FarBranch32 => control::call_far,
+            OpKind::Memory if matches!(i.memory_size(), iced_x86::MemorySize::SegPtr32 | iced_x86::MemorySize::SegPtr16) => control::call_far,
+            _ => control::call_ind,
+        },
+        M::Ret => control::ret,
+        M::Retf => control::retf,
+        M::Loop => control::loop_,
+        M::Loope => control::loope,
+        M::Loopne => control::loopne,
+        M::Jecxz | M::Jcxz => control::jecxz,
+        M::Int => control::int,
+        M::Int3 => control::int3,
+        M::Into => control::into,
+        M::Int1 => control::int1,
+        M::Iretd | M::Iret => control::iret,
+        M::Enter => control::enter,
+        M::Leave => control::leave,
+        M::Hlt => control::hlt,
+        M::Nop | M::Pause | M::Lfence | M::Sfence | M::Mfence | M::Prefetchnta | M::Prefetcht0 | M::Prefetcht1 | M::Prefetcht2 | M::Prefetchw => data::nop,
+        M::Clc => data::clc,
+        M::Stc => data::stc,
+        M::Cmc => data::cmc,
+        M::Cld => data::cld,
+        M::Std => data::std_,
+        M::Cli | M::Sti => system::cli_sti,
+        M::Movsb | M::Movsw => string::movs,
+        M::Movsd if i.op_count() == 2 && i.op0_kind() != OpKind::Register => string::movs,
+        M::Stosb | M::Stosw | M::Stosd => string::stos,
+        M::Lodsb | M::Lodsw | M::Lodsd => string::lods,
+        M::Cmpsb | M::Cmpsw | M::Cmpsd if i.op_count() == 2 && i.op0_kind() != OpKind::Register => string::cmps,
+        M::Scasb | M::Scasw | M::Scasd => string::scas,
+        M::Insb | M::Insw | M::Insd | M::Outsb | M::Outsw | M::Outsd | M::In | M::Out => system::io,
+        M::Cpuid => system::cpuid,
+        M::Rdtsc => system::rdtsc,
+        M::Ud2 | M::Ud0 | M::Ud1 => undefined,
+        M::Lgdt | M::Lidt | M::Lldt | M::Ltr | M::Lmsw | M::Clts | M::Invd | M::Wbinvd | M::Invlpg | M::Rdmsr | M::Wrmsr | M::Rdpmc | M::Vmcall | M::Sysenter | M::Sysexit => system::privileged,
+        M::Sgdt | M::Sidt | M::Sldt | M::Str | M::Smsw => system::store_descriptor_regs,
+        _ => super::fpu::pick(i).unwrap_or(undefined),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_views_merge() {
+        let mut cpu = Cpu::new(super::super::mem::Mmu::Bare(Default::default()));
+        cpu.regs[0] = 0x1122_3344;
+        assert_eq!(get_reg(&cpu, Register::AH), 0x33);
+        assert_eq!(get_reg(&cpu, Register::AX), 0x3344);
+        set_reg(&mut cpu, Register::AH, 0xaa);
+        set_reg(&mut cpu, Register::AL, 0xbb);
+        assert_eq!(cpu.regs[0], 0x1122_aabb);
+        set_reg(&mut cpu, Register::BX, 0xffff_1234);
+        assert_eq!(cpu.regs[3], 0x1234);
+    }
+}

@@ -1,0 +1,319 @@
+//! Processor state: registers, segments, and how execution stops.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use super::decode::BlockCache;
+use super::flags::{self, FlagOp, Lazy};
+use super::fpu::Fpu;
+use super::mem::{Mmu, Tlb};
+
+pub const EAX: usize = 0;
+pub const ECX: usize = 1;
+pub const EDX: usize = 2;
+pub const EBX: usize = 3;
+pub const ESP: usize = 4;
+pub const EBP: usize = 5;
+pub const ESI: usize = 6;
+pub const EDI: usize = 7;
+
+/// Segment registers in the encoding order of the instruction set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SegReg {
+    Es = 0,
+    Cs = 1,
+    Ss = 2,
+    Ds = 3,
+    Fs = 4,
+    Gs = 5,
+}
+
+impl SegReg {
+    pub const ALL: [SegReg; 6] = [SegReg::Es, SegReg::Cs, SegReg::Ss, SegReg::Ds, SegReg::Fs, SegReg::Gs];
+}
+
+/// A segment register with its hidden descriptor cache, as the processor keeps
+/// it after a load: the selector the program sees and the base, limit and
+/// access rights it loaded from the descriptor table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub selector: u16,
+    pub base: u32,
+    /// Byte-granular limit (already scaled by the granularity bit).
+    pub limit: u32,
+    /// Access byte (type, S, DPL, P) in bits 0..8 and the flags nibble
+    /// (AVL, L, D/B, G) in bits 12..16, as in descriptor bits 40..56.
+    pub rights: u16,
+    /// False for a null selector loaded into a data segment register.
+    pub usable: bool,
+}
+
+impl Segment {
+    pub fn flat(selector: u16, rights: u16) -> Self {
+        Segment { selector, base: 0, limit: u32::MAX, rights, usable: true }
+    }
+
+    pub fn dpl(&self) -> u8 {
+        ((self.rights >> 5) & 3) as u8
+    }
+
+    /// Build the cache from an 8-byte descriptor.
+    pub fn from_descriptor(selector: u16, desc: u64) -> Self {
+        let lo = desc as u32;
+        let hi = (desc >> 32) as u32;
+        let base = (lo >> 16) | ((hi & 0xff) << 16) | (hi & 0xff00_0000);
+        let mut limit = (lo & 0xffff) | (hi & 0x000f_0000);
+        if hi & (1 << 23) != 0 {
+            limit = (limit << 12) | 0xfff;
+        }
+        let rights = ((hi >> 8) & 0xf0ff) as u16;
+        Segment { selector, base, limit, rights, usable: true }
+    }
+}
+
+/// An exception raised by an instruction: vector, optional error code, and
+/// for a page fault the linear address (the future CR2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub vector: u8,
+    pub error: Option<u32>,
+    pub addr: u32,
+}
+
+impl Fault {
+    pub const fn new(vector: u8) -> Self {
+        Fault { vector, error: None, addr: 0 }
+    }
+    pub const fn with_error(vector: u8, error: u32) -> Self {
+        Fault { vector, error: Some(error), addr: 0 }
+    }
+    pub const fn page(addr: u32, error: u32) -> Self {
+        Fault { vector: 14, error: Some(error), addr }
+    }
+    pub const DE: Fault = Fault::new(0);
+    pub const UD: Fault = Fault::new(6);
+    pub const NM: Fault = Fault::new(7);
+    pub const GP0: Fault = Fault::with_error(13, 0);
+    pub const MF: Fault = Fault::new(16);
+    pub const XM: Fault = Fault::new(19);
+}
+
+/// Why an instruction did not simply complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// A fault: EIP stays at the faulting instruction.
+    Fault(Fault),
+    /// A software interrupt (`int n`, `int3`, `into`): EIP is past it.
+    Int(u8),
+    /// `hlt` at a privilege level that may halt (or on the bare CPU).
+    Hlt,
+}
+
+impl From<Fault> for Stop {
+    fn from(f: Fault) -> Self {
+        Stop::Fault(f)
+    }
+}
+
+/// Why `Cpu::run` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Fault(Fault),
+    Int(u8),
+    Hlt,
+    /// The instruction budget ran out.
+    Count,
+    /// EIP reached the requested stop address.
+    Address,
+    /// Another thread asked the vCPU to stop (interrupt, signal, eventfd...).
+    Event,
+}
+
+/// Event bits other threads may set to pull the vCPU out of its loop at the
+/// next block boundary.
+pub const EVENT_IRQ: u32 = 1;
+pub const EVENT_STOP: u32 = 2;
+
+pub struct Cpu {
+    pub regs: [u32; 8],
+    pub eip: u32,
+    /// Where the current instruction continues; control transfers change it.
+    pub next_eip: u32,
+    /// EFLAGS, with the arithmetic bits valid only when `lazy.op == Eager`.
+    pub eflags: u32,
+    pub lazy: Lazy,
+    pub segs: [Segment; 6],
+    pub cpl: u8,
+    pub gdt: [u64; 32],
+    pub fpu: Fpu,
+    pub tlb: Tlb,
+    pub mmu: Mmu,
+    pub cache: BlockCache,
+    /// Instructions retired since creation.
+    pub icount: u64,
+    /// Set by anything that must end the current block early (a write to a
+    /// page holding decoded code, a change of mode).
+    pub stop_block: bool,
+    /// Asynchronous requests from other threads, checked between blocks.
+    pub events: Arc<AtomicU32>,
+    /// The guest's view of CR0.TS (lguest's virtual TS flag).
+    pub ts: bool,
+    /// Time stamp counter: with a clock, rdtsc counts nanoseconds since that
+    /// instant (a 1 GHz TSC); without one it counts instructions retired, which
+    /// keeps the bare CPU deterministic.
+    pub tsc_clock: Option<std::time::Instant>,
+    pub tsc_offset: u64,
+}
+
+impl Cpu {
+    pub fn new(mmu: Mmu) -> Self {
+        Cpu {
+            regs: [0; 8],
+            eip: 0,
+            next_eip: 0,
+            eflags: 0x2,
+            lazy: Lazy::default(),
+            segs: [Segment::default(); 6],
+            cpl: 0,
+            gdt: [0; 32],
+            fpu: Fpu::default(),
+            tlb: Tlb::new(),
+            mmu,
+            cache: BlockCache::new(),
+            icount: 0,
+            stop_block: false,
+            events: Arc::new(AtomicU32::new(0)),
+            ts: false,
+            tsc_clock: None,
+            tsc_offset: 0,
+        }
+    }
+
+    /// EFLAGS with the lazy flags folded in.
+    #[inline]
+    pub fn get_eflags(&self) -> u32 {
+        if self.lazy.op == FlagOp::Eager {
+            self.eflags
+        } else {
+            (self.eflags & !flags::ARITH) | self.lazy.materialize()
+        }
+    }
+
+    /// Replace EFLAGS (all bits; callers apply privilege rules first).
+    #[inline]
+    pub fn set_eflags(&mut self, v: u32) {
+        self.eflags = (v & 0x003f_7fd5) | 0x2;
+        self.lazy.op = FlagOp::Eager;
+    }
+
+    /// Fold the lazy flags into `eflags` so individual bits can be changed.
+    #[inline]
+    pub fn materialize_flags(&mut self) {
+        if self.lazy.op != FlagOp::Eager {
+            self.eflags = (self.eflags & !flags::ARITH) | self.lazy.materialize();
+            self.lazy.op = FlagOp::Eager;
+        }
+    }
+
+    #[inline(always)]
+    pub fn cf(&self) -> bool {
+        if self.lazy.op == FlagOp::Eager {
+            self.eflags & flags::CF != 0
+        } else {
+            self.lazy.cf()
+        }
+    }
+
+    #[inline(always)]
+    pub fn zf(&self) -> bool {
+        if self.lazy.op == FlagOp::Eager {
+            self.eflags & flags::ZF != 0
+        } else {
+            self.lazy.zf()
+        }
+    }
+
+    #[inline(always)]
+    pub fn sf(&self) -> bool {
+        if self.lazy.op == FlagOp::Eager {
+            self.eflags & flags::SF != 0
+        } else {
+            self.lazy.sf()
+        }
+    }
+
+    #[inline(always)]
+    pub fn of(&self) -> bool {
+        if self.lazy.op == FlagOp::Eager {
+            self.eflags & flags::OF != 0
+        } else {
+            self.lazy.of()
+        }
+    }
+
+    #[inline(always)]
+    pub fn pf(&self) -> bool {
+        if self.lazy.op == FlagOp::Eager {
+            self.eflags & flags::PF != 0
+        } else {
+            self.lazy.pf()
+        }
+    }
+
+    #[inline(always)]
+    pub fn af(&self) -> bool {
+        if self.lazy.op == FlagOp::Eager {
+            self.eflags & flags::AF != 0
+        } else {
+            self.lazy.af()
+        }
+    }
+
+    /// Set a single arithmetic flag (after materialising the rest).
+    pub fn set_flag(&mut self, bit: u32, on: bool) {
+        self.materialize_flags();
+        if on {
+            self.eflags |= bit;
+        } else {
+            self.eflags &= !bit;
+        }
+    }
+
+    /// Evaluate condition code `cc` (the low nibble of Jcc/SETcc/CMOVcc).
+    #[inline(always)]
+    pub fn cond(&self, cc: u8) -> bool {
+        let r = match cc >> 1 {
+            0 => self.of(),
+            1 => self.cf(),
+            2 => self.zf(),
+            3 => self.cf() || self.zf(),
+            4 => self.sf(),
+            5 => self.pf(),
+            6 => self.sf() != self.of(),
+            _ => self.zf() || (self.sf() != self.of()),
+        };
+        r ^ (cc & 1 != 0)
+    }
+
+    #[inline(always)]
+    pub fn seg(&self, s: SegReg) -> &Segment {
+        &self.segs[s as usize]
+    }
+
+    /// Whether data accesses are user accesses for paging purposes.
+    #[inline(always)]
+    pub fn user(&self) -> bool {
+        self.cpl == 3
+    }
+
+    pub fn request_event(&self, bits: u32) {
+        self.events.fetch_or(bits, Ordering::Release);
+    }
+
+    /// Change the privilege level.  The TLB keeps separate user and
+    /// supervisor halves, so nothing needs flushing.
+    pub fn set_cpl(&mut self, cpl: u8) {
+        self.cpl = cpl;
+    }
+}

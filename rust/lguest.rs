@@ -1,0 +1,391 @@
+//! One guest: what an open /dev/lguest was in the original.
+//!
+// H:900 The Launcher talks to the host through a handful of requests:
+// INITIALIZE (here is the memory, the limit and the entry point), IRQ (raise
+// this interrupt), EVENTFD (signal this eventfd when the guest notifies this
+// address) and "read", which runs the guest until it has something to say.
+// This file is that object, minus Python: `crate::py` wraps it.
+//
+// The run loop below is the heart of the host side, in the same order as the
+// original's: do the pending hypercall, hand a notification to its eventfd or
+// to the Launcher, deliver an interrupt if one is due, sleep if the guest is
+// halted, and otherwise enter the guest until it exits again.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cpu::mem::Mmu;
+use crate::cpu::state::{Cpu, Exit, Fault, SegReg, EVENT_IRQ};
+use crate::interrupts::IdtEntry;
+use crate::memory::GuestMemory;
+use crate::mmu::{Paging, KILL_VECTOR};
+use crate::notify::NotifyMap;
+use crate::segments;
+
+/// Offsets inside `struct lguest_data` (2.6.32, i386).
+pub mod ld {
+    pub const IRQ_ENABLED: u32 = 0x000;
+    pub const BLOCKED_INTERRUPTS: u32 = 0x004;
+    pub const CR2: u32 = 0x008;
+    pub const TIME: u32 = 0x00C;
+    pub const IRQ_PENDING: u32 = 0x014;
+    pub const HCALL_STATUS: u32 = 0x018;
+    pub const HCALLS: u32 = 0x058;
+    pub const RESERVE_MEM: u32 = 0x558;
+    pub const TSC_KHZ: u32 = 0x55C;
+    pub const PGDIR: u32 = 0x560;
+    pub const NOIRQ_START: u32 = 0x564;
+    pub const NOIRQ_END: u32 = 0x568;
+    pub const KERNEL_ADDRESS: u32 = 0x56C;
+    pub const SYSCALL_VEC: u32 = 0x570;
+    pub const SIZE: u32 = 0x574;
+}
+
+pub const LGUEST_IRQS: u32 = 32;
+pub const ERESTART: i32 = 85;
+/// The TSC we present runs at exactly 1 GHz (it counts nanoseconds).
+pub const TSC_KHZ: u32 = 1_000_000;
+/// Instructions per slice of guest execution.  Between slices the host
+/// checks its timer and, when the caller asks, returns so Python can see
+/// signals; it bounds how late an interrupt the guest could not take can be.
+pub const SLICE: u64 = 200_000;
+
+/// How a guest ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Death {
+    Reason(String),
+    Restart,
+}
+
+/// What one call of `run` produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The guest notified an address no eventfd claims.
+    Notify(u32),
+    /// The guest died during this call (read `death` for why).
+    Died,
+    /// The time slice the caller asked for is over (check for signals).
+    Yield,
+}
+
+/// State other threads touch: pending interrupts and the wake-up for a
+/// halted vCPU.  Everything here is lock-free except the condition variable
+/// a halted vCPU sleeps on.
+pub struct Shared {
+    pub irqs: AtomicU32,
+    pub events: Arc<AtomicU32>,
+    sleep: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Shared {
+    /// H:910 Raise an interrupt from any thread: set its bit, then make sure
+    /// the vCPU notices, whether it is running (an event bit it checks at the
+    /// next block boundary) or halted (a condition variable).
+    pub fn raise_irq(&self, irq: u32) {
+        self.irqs.fetch_or(1 << irq, Ordering::AcqRel);
+        self.events.fetch_or(EVENT_IRQ, Ordering::Release);
+        let _g = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        self.wake.notify_all();
+    }
+}
+
+pub struct Guest {
+    pub cpu: Cpu,
+    pub mem: Arc<GuestMemory>,
+    pub shared: Arc<Shared>,
+    pub notify: Arc<NotifyMap>,
+    pub initialized: bool,
+    pub death: Option<Death>,
+    /// GPA of lguest_data once LGUEST_INIT ran.
+    pub lguest_data: Option<u32>,
+    pub pending_hcall: Option<[u32; 5]>,
+    pub pending_notify: u32,
+    pub next_hcall: u32,
+    pub noirq_start: u32,
+    pub noirq_end: u32,
+    pub kernel_address: u32,
+    pub idt: Box<[IdtEntry; 256]>,
+    pub ss1: u32,
+    pub esp1: u32,
+    pub stack_pages: u32,
+    pub halted: bool,
+    pub clock_deadline: Option<Instant>,
+    /// Alternative system-call vector the host accepts (lguest's module
+    /// parameter; 0x80 as in Linux by default).
+    pub syscall_vector: u32,
+}
+
+impl Guest {
+    pub fn new(mem: Arc<GuestMemory>) -> Self {
+        let cpu = Cpu::new(Mmu::Paged(Paging::new(mem.clone(), 0)));
+        let shared = Arc::new(Shared {
+            irqs: AtomicU32::new(0),
+            events: cpu.events.clone(),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
+        });
+        Guest {
+            cpu,
+            mem,
+            shared,
+            notify: Arc::new(NotifyMap::new()),
+            initialized: false,
+            death: None,
+            lguest_data: None,
+            pending_hcall: None,
+            pending_notify: 0,
+            next_hcall: 0,
+            noirq_start: 0,
+            noirq_end: 0,
+            kernel_address: 0,
+            idt: Box::new([IdtEntry::default(); 256]),
+            ss1: 0,
+            esp1: 0,
+            stack_pages: 0,
+            halted: false,
+            clock_deadline: None,
+            syscall_vector: 0x80,
+        }
+    }
+
+    /// H:920 kill_guest: remember the first reason; the guest never runs again.
+    pub fn kill(&mut self, why: impl Into<String>) {
+        if self.death.is_none() {
+            self.death = Some(Death::Reason(why.into()));
+        }
+    }
+
+    pub fn paging(&mut self) -> &mut Paging {
+        match &mut self.cpu.mmu {
+            Mmu::Paged(p) => p,
+            Mmu::Bare(_) => unreachable!("an lguest guest always has paging"),
+        }
+    }
+
+    /// H:930 LHREQ_INITIALIZE.  The Launcher has written boot_params; from the
+    /// memory size and ramdisk size in it we build the guest's first page
+    /// tables, then the initial registers and GDT.
+    pub fn initialize(&mut self, pfn_limit: u32, start: u32) -> Result<(), String> {
+        let limit = (pfn_limit as u64) * 4096;
+        if limit == 0 || limit > self.mem.len() as u64 {
+            return Err(format!("pfn_limit {pfn_limit:#x} is outside the guest's {} bytes of memory", self.mem.len()));
+        }
+        self.mem.set_limit(limit as u32);
+        let pgdir = crate::mmu::setup_initial_pagetables(&self.mem)?;
+        self.paging().cr3 = pgdir;
+        let cpu = &mut self.cpu;
+        segments::setup_initial_gdt(cpu);
+        cpu.cpl = 1;
+        let cs = crate::cpu::state::Segment::from_descriptor(segments::KERNEL_CS, cpu.gdt[segments::GDT_ENTRY_KERNEL_CS]);
+        let ds = crate::cpu::state::Segment::from_descriptor(segments::KERNEL_DS, cpu.gdt[segments::GDT_ENTRY_KERNEL_DS]);
+        cpu.segs[SegReg::Cs as usize] = cs;
+        cpu.segs[SegReg::Ds as usize] = ds;
+        cpu.segs[SegReg::Es as usize] = ds;
+        cpu.segs[SegReg::Ss as usize] = ds;
+        let null = crate::cpu::state::Segment::default();
+        cpu.segs[SegReg::Fs as usize] = null;
+        cpu.segs[SegReg::Gs as usize] = null;
+        cpu.regs = [0; 8];
+        cpu.eip = start;
+        cpu.set_eflags(0x202);
+        cpu.tsc_clock = Some(Instant::now());
+        self.initialized = true;
+        Ok(())
+    }
+
+    /// Read a word of lguest_data (None if not registered or out of range).
+    pub fn ld_read(&self, off: u32) -> Option<u32> {
+        let base = self.lguest_data?;
+        self.mem.read_u32(base.wrapping_add(off)).ok()
+    }
+
+    /// Write a word of lguest_data; a bad address kills with `why`.
+    pub fn ld_write(&mut self, off: u32, v: u32, why: &str) {
+        if let Some(base) = self.lguest_data {
+            if self.mem.write_u32(base.wrapping_add(off), v).is_err() {
+                self.kill(why);
+            }
+        }
+    }
+
+    pub fn write_timestamp(&mut self) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.ld_write(ld::TIME, now.as_secs() as u32, "Writing timestamp");
+        self.ld_write(ld::TIME + 4, now.subsec_nanos(), "Writing timestamp");
+    }
+
+    /// H:940 The run loop ("read" on /dev/lguest).  `slice` bounds how long
+    /// this call may run before returning `Yield`, so that the caller can look
+    /// for signals (Ctrl-C) without the interpreter ever calling Python.
+    pub fn run(&mut self, slice: Duration) -> RunOutcome {
+        let started = Instant::now();
+        // The Launcher has serviced the previous notification.
+        self.pending_notify = 0;
+        loop {
+            if self.death.is_some() {
+                return RunOutcome::Died;
+            }
+            if let Some(args) = self.pending_hcall {
+                crate::hypercalls::do_hypercalls(self, args);
+            }
+            if self.pending_notify != 0 {
+                let addr = self.pending_notify;
+                if self.notify.signal(addr) {
+                    self.pending_notify = 0;
+                } else {
+                    return RunOutcome::Notify(addr);
+                }
+            }
+            if self.death.is_some() {
+                return RunOutcome::Died;
+            }
+            if started.elapsed() >= slice {
+                return RunOutcome::Yield;
+            }
+            self.check_timer();
+            // Consume the "look at interrupts" event before we look.
+            self.cpu.events.fetch_and(!EVENT_IRQ, Ordering::AcqRel);
+            crate::interrupts::try_deliver(self);
+            if self.death.is_some() {
+                return RunOutcome::Died;
+            }
+            if self.halted {
+                self.sleep_while_halted(started, slice);
+                continue;
+            }
+            let exit = self.cpu.run(SLICE, None);
+            self.handle_exit(exit);
+        }
+    }
+
+    fn check_timer(&mut self) {
+        if let Some(d) = self.clock_deadline {
+            if Instant::now() >= d {
+                self.clock_deadline = None;
+                self.shared.irqs.fetch_or(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Whether an interrupt is pending that the guest has not masked.
+    fn unblocked_pending(&self) -> bool {
+        let pending = self.shared.irqs.load(Ordering::Acquire);
+        let blocked = self.ld_read(ld::BLOCKED_INTERRUPTS).unwrap_or(u32::MAX);
+        pending & !blocked != 0
+    }
+
+    /// H:950 HALT: sleep until an unmasked interrupt is pending, the guest's
+    /// timer fires, or the caller's slice ends.
+    fn sleep_while_halted(&mut self, started: Instant, slice: Duration) {
+        let mut guard = self.shared.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.unblocked_pending() {
+                return;
+            }
+            let now = Instant::now();
+            if let Some(d) = self.clock_deadline {
+                if now >= d {
+                    return;
+                }
+            }
+            let slice_end = started + slice;
+            if now >= slice_end {
+                return;
+            }
+            let mut until = slice_end;
+            if let Some(d) = self.clock_deadline {
+                until = until.min(d);
+            }
+            let (g, _) = self
+                .shared
+                .wake
+                .wait_timeout(guard, until.saturating_duration_since(now))
+                .unwrap_or_else(|e| e.into_inner());
+            guard = g;
+        }
+    }
+
+    /// H:960 Something stopped the interpreter: decide what it means.
+    fn handle_exit(&mut self, exit: Exit) {
+        match exit {
+            Exit::Count | Exit::Address | Exit::Event => {}
+            Exit::Hlt => self.kill("hlt at ring 0"),
+            Exit::Int(v) => crate::interrupts::software_interrupt(self, v),
+            Exit::Fault(f) => self.fault(f),
+        }
+    }
+
+    fn fault(&mut self, f: Fault) {
+        if f.vector == KILL_VECTOR {
+            let why = self.paging().death.take().unwrap_or_else(|| "bad page table entry".into());
+            self.kill(why);
+            return;
+        }
+        let cpl = self.cpu.cpl;
+        match f.vector {
+            13 if f.error == Some(0) && cpl == 1 && crate::interrupts::emulate_insn(self) => {}
+            6 | 13 if cpl == 1 && self.is_vmcall_at_eip() => self.rewrite_vmcall(),
+            7 if !self.cpu.ts => {}
+            14 => {
+                if self.lguest_data.is_some() {
+                    self.ld_write(ld::CR2, f.addr, "Writing cr2");
+                }
+                crate::interrupts::reflect(self, 14, f.error, f.addr);
+            }
+            v => crate::interrupts::reflect(self, v as u32, f.error, f.addr),
+        }
+    }
+
+    /// Read guest code bytes at a virtual address, through the guest's page
+    /// tables, without permission checks (the host's own walk).
+    pub fn read_gva(&mut self, gva: u32, out: &mut [u8]) -> Result<(), String> {
+        for (k, b) in out.iter_mut().enumerate() {
+            let a = gva.wrapping_add(k as u32);
+            let gpa = self.paging().gva_to_gpa(a)?;
+            *b = self.mem.read_u8(gpa).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn is_vmcall_at_eip(&mut self) -> bool {
+        let lin = self.cpu.lin(SegReg::Cs, self.cpu.eip);
+        let mut b = [0u8; 3];
+        self.read_gva(lin, &mut b).is_ok() && b == [0x0f, 0x01, 0xc1]
+    }
+
+    /// H:970 The 2.6.32 guest makes hypercalls with `vmcall`, which faults on
+    /// a processor without VT.  The first time each call site faults, the host
+    /// patches it into `int $0x1f; nop` in guest memory and lets the guest
+    /// retry: from then on that site traps straight into the hypercall path.
+    fn rewrite_vmcall(&mut self) {
+        let lin = self.cpu.lin(SegReg::Cs, self.cpu.eip);
+        for (k, byte) in [0xcdu8, 0x1f, 0x90].into_iter().enumerate() {
+            let gva = lin.wrapping_add(k as u32);
+            match self.paging().gva_to_gpa(gva) {
+                Ok(gpa) => {
+                    if let Err(e) = self.mem.write_u8(gpa, byte) {
+                        self.kill(e.to_string());
+                        return;
+                    }
+                    self.cpu.cache.invalidate_page(gpa);
+                }
+                Err(e) => {
+                    self.kill(e);
+                    return;
+                }
+            }
+        }
+        crate::mmu::full_flush(self);
+    }
+
+    /// LHREQ_IRQ.
+    pub fn irq(&self, n: u32) -> Result<(), ()> {
+        if n >= LGUEST_IRQS {
+            return Err(());
+        }
+        self.shared.raise_irq(n);
+        Ok(())
+    }
+}

@@ -1,0 +1,30 @@
+//! lguest's host and processor, as a Python extension (`lguest._core`).
+//!
+// H:010 Start here.  The original lguest had three actors: the guest kernel,
+// the host kernel module behind /dev/lguest, and the Launcher in user space.
+// This crate is the middle one plus the processor the guest runs on:
+//
+//  * `cpu`        - an i386 interpreter (the guest's processor);
+//  * `mmu`        - the guest's page tables, as the host sees them;
+//  * `memory`     - guest-physical memory;
+//  * `lguest`     - the /dev/lguest object and its run loop;
+//  * `hypercalls`, `interrupts`, `segments` - the host's jobs, one file each;
+//  * `notify`     - the NOTIFY -> eventfd map, published read-copy-update;
+//  * `bare`       - the processor alone, for tests and embedders;
+//  * `py`         - the thin Python layer over all of that.
+//
+// `lguest journey` prints these comments in tour order (the `H:` tags).
+
+pub mod bare;
+pub mod cpu;
+pub mod errors;
+pub mod hypercalls;
+pub mod interrupts;
+pub mod lguest;
+pub mod memory;
+pub mod mmu;
+pub mod notify;
+pub mod segments;
+
+#[cfg(feature = "python")]
+mod py;

@@ -1,0 +1,168 @@
+//! Python class `Lguest` over `crate::lguest::Guest`, and `GuestDied`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::lguest::{Death, Guest, RunOutcome, Shared, ERESTART};
+use crate::memory::GuestMemory;
+use crate::notify::NotifyMap;
+
+pyo3::create_exception!(_core, GuestDied, PyOSError, "The guest is dead; `reason` says why, `restart` whether it asked to reboot.");
+
+#[pyclass(module = "lguest._core", name = "Lguest", frozen)]
+pub struct Lguest {
+    mem: Arc<GuestMemory>,
+    shared: Arc<Shared>,
+    notify: Arc<NotifyMap>,
+    guest: Mutex<Guest>,
+    instructions: AtomicU64,
+    reason: Mutex<Option<Death>>,
+}
+
+fn os_error(errno: i32, msg: impl Into<String>) -> PyErr {
+    PyOSError::new_err((errno, msg.into()))
+}
+
+fn died(py: Python<'_>, death: &Death) -> PyErr {
+    let (errno, reason, restart) = match death {
+        Death::Restart => (ERESTART, "guest asked to restart".to_string(), true),
+        Death::Reason(r) => (libc::ENOENT, r.clone(), false),
+    };
+    let err = GuestDied::new_err((errno, reason.clone()));
+    let v = err.value(py);
+    let _ = v.setattr("reason", reason);
+    let _ = v.setattr("restart", restart);
+    err
+}
+
+#[pymethods]
+impl Lguest {
+    #[new]
+    fn new(memory: usize) -> PyResult<Self> {
+        let mem = Arc::new(GuestMemory::new(memory).map_err(|e| PyValueError::new_err(e.to_string()))?);
+        let guest = Guest::new(mem.clone());
+        Ok(Lguest {
+            mem,
+            shared: guest.shared.clone(),
+            notify: guest.notify.clone(),
+            guest: Mutex::new(guest),
+            instructions: AtomicU64::new(0),
+            reason: Mutex::new(None),
+        })
+    }
+
+    /// The guest's memory as a writable memoryview (zero-copy).  The view
+    /// keeps this object, and so the memory, alive.
+    #[getter]
+    fn mem<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me = slf.get();
+        let ctypes = py.import("ctypes")?;
+        let array_type = ctypes.getattr("c_ubyte")?.call_method1("__mul__", (me.mem.len(),))?;
+        let arr = array_type.call_method1("from_address", (me.mem.as_ptr() as usize,))?;
+        arr.setattr("_lguest_owner", slf)?;
+        let builtins = py.import("builtins")?;
+        builtins.getattr("memoryview")?.call1((arr,))?.call_method1("cast", ("B",))
+    }
+
+    #[getter]
+    fn size(&self) -> usize {
+        self.mem.len()
+    }
+
+    fn initialize(&self, pfn_limit: u32, start: u32) -> PyResult<()> {
+        let mut g = self.guest.try_lock().map_err(|_| os_error(libc::EBUSY, "the guest is running"))?;
+        if g.initialized {
+            return Err(os_error(libc::EBUSY, "the guest is already initialized"));
+        }
+        g.initialize(pfn_limit, start).map_err(|e| os_error(libc::EFAULT, e))
+    }
+
+    /// LHREQ_IRQ, from any thread.
+    fn irq(&self, py: Python<'_>, n: u32) -> PyResult<()> {
+        self.check_usable(py)?;
+        if n >= crate::lguest::LGUEST_IRQS {
+            return Err(os_error(libc::EINVAL, format!("interrupt {n} is not below {}", crate::lguest::LGUEST_IRQS)));
+        }
+        self.shared.raise_irq(n);
+        Ok(())
+    }
+
+    /// LHREQ_EVENTFD: signal eventfd `fd` when the guest notifies `addr`.
+    #[pyo3(signature = (addr, fd, replace=false))]
+    fn eventfd(&self, py: Python<'_>, addr: u32, fd: i32, replace: bool) -> PyResult<()> {
+        self.check_usable(py)?;
+        self.notify.attach(addr, fd, replace).map_err(|e| os_error(e.errno(), e.to_string()))
+    }
+
+    /// Remove the eventfds attached to `addr`; returns how many there were.
+    fn detach_eventfd(&self, addr: u32) -> usize {
+        self.notify.detach(addr)
+    }
+
+    /// Run the guest (the original's read()).
+    fn run(&self, py: Python<'_>) -> PyResult<u32> {
+        let mut guard = self.guest.try_lock().map_err(|_| os_error(libc::EPERM, "run() is already running in another thread"))?;
+        if !guard.initialized {
+            return Err(os_error(libc::EINVAL, "the guest is not initialized"));
+        }
+        if let Some(d) = guard.death.clone() {
+            return Err(died(py, &d));
+        }
+        let g: &mut Guest = &mut guard;
+        loop {
+            let outcome = py.detach(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.run(Duration::from_millis(20))))
+            });
+            self.instructions.store(g.cpu.icount, Ordering::Relaxed);
+            match outcome {
+                Err(_) => {
+                    g.kill("internal error in the lguest core (a bug): guest stopped");
+                    return Err(PyRuntimeError::new_err("internal error in the lguest core; the guest was stopped (this is a bug in lguest)"));
+                }
+                Ok(RunOutcome::Notify(a)) => return Ok(a),
+                Ok(RunOutcome::Died) => {
+                    let d = g.death.clone().unwrap_or(Death::Reason("unknown".into()));
+                    *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
+                    return Err(died(py, &d));
+                }
+                Ok(RunOutcome::Yield) => py.check_signals()?,
+            }
+        }
+    }
+
+    /// The death reason, once dead.
+    #[getter]
+    fn reason(&self) -> Option<String> {
+        match &*self.reason.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => None,
+            Some(Death::Restart) => Some("guest asked to restart".into()),
+            Some(Death::Reason(r)) => Some(r.clone()),
+        }
+    }
+
+    #[getter]
+    fn instructions(&self) -> u64 {
+        self.instructions.load(Ordering::Relaxed)
+    }
+}
+
+impl Lguest {
+    /// Requests after death fail with ENOENT, as in the original.
+    fn check_usable(&self, _py: Python<'_>) -> PyResult<()> {
+        if self.reason.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            return Err(os_error(libc::ENOENT, "the guest is dead"));
+        }
+        Ok(())
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("GuestDied", m.py().get_type::<GuestDied>())?;
+    m.add_class::<Lguest>()?;
+    Ok(())
+}
