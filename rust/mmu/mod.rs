@@ -188,10 +188,17 @@ pub fn setup_initial_pagetables(mem: &GuestMemory) -> Result<u32, String> {
     for i in 0..pages {
         mem.write_u32(ptbase + 4 * i, (i << 12) | 0x007).map_err(|e| e.to_string())?;
     }
+    // Both windows stop below the reserved top 4 MiB (directory entry 1023):
+    // with more than about 1 GiB of RAM the 0xC0000000 window simply ends
+    // there, as the kernel's own direct mapping would.
     for j in 0..pt_pages {
         let pde = (ptbase + j * 4096) | 0x007;
-        mem.write_u32(pgdir + 4 * j, pde).map_err(|e| e.to_string())?;
-        mem.write_u32(pgdir + 4 * (768 + j), pde).map_err(|e| e.to_string())?;
+        if j < 1023 {
+            mem.write_u32(pgdir + 4 * j, pde).map_err(|e| e.to_string())?;
+        }
+        if 768 + j < 1023 {
+            mem.write_u32(pgdir + 4 * (768 + j), pde).map_err(|e| e.to_string())?;
+        }
     }
     Ok(pgdir)
 }
