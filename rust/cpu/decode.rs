@@ -33,10 +33,30 @@ const FAST_SIZE: usize = 1 << 14;
 
 pub type Handler = fn(&mut Cpu, &DInsn) -> Result<(), Stop>;
 
+/// "No register" in a pre-decoded operand.
+pub const NO_REG: u8 = 0xff;
+
+/// A memory operand with 32-bit addressing, resolved at decode time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemOp {
+    pub disp: u32,
+    pub base: u8,
+    pub index: u8,
+    pub shift: u8,
+    /// Segment register number (`SegReg as u8`).
+    pub seg: u8,
+}
+
 /// One decoded instruction.
 #[derive(Clone)]
 pub struct DInsn {
     pub h: Handler,
+    /// Register numbers (x86 encoding) of operands 0 and 1, if registers.
+    pub r0: u8,
+    pub r1: u8,
+    /// The immediate operand, sign-extended and masked to the operand size.
+    pub imm: u32,
+    pub m: MemOp,
     pub i: Instruction,
     /// Length in bytes.
     pub len: u8,
@@ -74,7 +94,34 @@ impl Hasher for AddrHasher {
 
 type AddrMap<V> = HashMap<u32, V, BuildHasherDefault<AddrHasher>>;
 
+/// One entry of the jump cache: a linear EIP, the physical page its block
+/// came from, and the block.
+#[derive(Clone, Copy)]
+pub struct JumpEntry {
+    pub lin: u32,
+    pub phys_page: u32,
+    pub block: *const Block,
+}
+
+// SAFETY: the pointer refers to a block owned by the same BlockCache, which
+// moves between threads as a whole (the vCPU is run by one thread at a time).
+unsafe impl Send for JumpEntry {}
+
+pub const JUMP_CACHE_SIZE: usize = 4096;
+const JUMP_EMPTY: JumpEntry = JumpEntry { lin: 1, phys_page: 0, block: std::ptr::null() };
+
+#[inline(always)]
+pub fn jump_slot(lin: u32) -> usize {
+    ((lin ^ (lin >> 12)) as usize) & (JUMP_CACHE_SIZE - 1)
+}
+
 pub struct BlockCache {
+    /// H:225 The jump cache: the last block seen at each linear EIP, per
+    /// privilege half.  It saves the TLB walk and the hash lookup on the way
+    /// into a block.  An entry is trusted only while the TLB still maps its
+    /// page to the same physical page, and the whole cache is dropped when any
+    /// block is thrown away, so it can never lead to stale or freed code.
+    pub jump: Box<[[JumpEntry; JUMP_CACHE_SIZE]; 2]>,
     blocks: Vec<Option<Box<Block>>>,
     free: Vec<u32>,
     map: AddrMap<u32>,
@@ -99,6 +146,7 @@ impl Default for BlockCache {
 impl BlockCache {
     pub fn new() -> Self {
         BlockCache {
+            jump: Box::new([[JUMP_EMPTY; JUMP_CACHE_SIZE]; 2]),
             blocks: Vec::new(),
             free: Vec::new(),
             map: AddrMap::default(),
@@ -162,6 +210,9 @@ impl BlockCache {
         let p = (page >> 12) as usize;
         self.code_bits[p / 64] &= !(1 << (p % 64));
         if let Some(list) = self.page_blocks.remove(&page) {
+            for half in self.jump.iter_mut() {
+                half.fill(JUMP_EMPTY);
+            }
             for idx in list {
                 if let Some(b) = self.blocks[idx as usize].take() {
                     self.map.remove(&b.phys);
@@ -195,13 +246,29 @@ pub enum Decoded {
 
 impl Cpu {
     /// H:220 Find or decode the block at the current EIP.
+    #[inline(always)]
     pub fn fetch_block(&mut self) -> Result<Decoded, Stop> {
         let eip = self.eip;
         let lin = self.lin(super::state::SegReg::Cs, eip);
+        let user = self.user() as usize;
+        let e = self.cache.jump[user][jump_slot(lin)];
+        if e.lin == lin {
+            let t = &self.tlb.read[user][((lin >> 12) as usize) & (super::mem::TLB_SIZE - 1)];
+            if t.tag == lin & !0xfff && t.phys == e.phys_page {
+                return Ok(Decoded::Cached(e.block));
+            }
+        }
+        self.fetch_block_slow(lin)
+    }
+
+    #[inline(never)]
+    fn fetch_block_slow(&mut self, lin: u32) -> Result<Decoded, Stop> {
+        let eip = self.eip;
         let user = self.user();
         let t = self.translate(lin, super::mem::Access::Fetch, user)?;
         let phys = t.phys | (lin & 0xfff);
         if let Some(b) = self.cache.lookup(phys) {
+            self.cache.jump[user as usize][jump_slot(lin)] = JumpEntry { lin, phys_page: t.phys, block: b };
             return Ok(Decoded::Cached(b));
         }
         let off = (lin & 0xfff) as usize;
@@ -237,6 +304,7 @@ impl Cpu {
         let block = Block { phys, insns };
         let ptr = self.cache.insert(block);
         self.tlb.drop_writes_to(phys & !0xfff);
+        self.cache.jump[user as usize][jump_slot(lin)] = JumpEntry { lin, phys_page: t.phys, block: ptr };
         Ok(Decoded::Cached(ptr))
     }
 

@@ -63,19 +63,24 @@ impl Cpu {
         self.stop_block = false;
         let exact = until.is_some() || remaining < block.insns.len() as u64;
         if !exact {
+            let mut n = 0u64;
             for d in block.insns.iter() {
                 self.next_eip = self.eip.wrapping_add(d.len as u32);
                 match (d.h)(self, d) {
                     Ok(()) => {
                         self.eip = self.next_eip;
-                        self.icount += 1;
+                        n += 1;
                         if self.stop_block {
                             break;
                         }
                     }
-                    Err(s) => return Err(self.finish_stop(s)),
+                    Err(s) => {
+                        self.icount += n;
+                        return Err(self.finish_stop(s));
+                    }
                 }
             }
+            self.icount += n;
             return Ok(());
         }
         for (n, d) in block.insns.iter().enumerate() {

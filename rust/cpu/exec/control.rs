@@ -9,7 +9,6 @@ use iced_x86::{Code, OpKind};
 
 use super::{read_op, R};
 use crate::cpu::decode::DInsn;
-use crate::cpu::flags;
 use crate::cpu::mem::Mmu;
 use crate::cpu::state::{Cpu, Fault, SegReg, Stop, EBP, ECX, ESP};
 
@@ -208,6 +207,3 @@ pub fn leave(cpu: &mut Cpu, d: &DInsn) -> R {
 // H:380 Far transfers and iret change CS, and with it possibly the privilege
 // level.  They live in `system`, beside the segment loading they depend on.
 pub use super::system::{call_far, iret, jmp_far, retf};
-
-#[allow(dead_code)]
-const _USE: u32 = flags::IF;

@@ -5,7 +5,7 @@ use iced_x86::{OpKind, Register};
 use super::{ea, get_reg, read_op, set_reg, write_op, R};
 use crate::cpu::decode::DInsn;
 use crate::cpu::flags::{self, mask, sign_extend, FlagOp};
-use crate::cpu::state::{Cpu, SegReg, Stop, EAX, EBX, ESP};
+use crate::cpu::state::{Cpu, SegReg, EAX, EBX, ESP};
 
 pub fn nop(_: &mut Cpu, _: &DInsn) -> R {
     Ok(())
@@ -106,8 +106,15 @@ pub fn xadd(cpu: &mut Cpu, d: &DInsn) -> R {
     let dst = read_op(cpu, d, 0, size)?;
     let src = read_op(cpu, d, 1, size)?;
     let sum = dst.wrapping_add(src);
-    write_op(cpu, d, 0, size, sum & mask(size * 8))?;
-    write_op(cpu, d, 1, size, dst)?;
+    // SRC <- DEST, then DEST <- sum: with the same register twice the sum
+    // wins.  A memory destination is written first, since it may fault.
+    if d.i.op0_kind() == OpKind::Memory {
+        write_op(cpu, d, 0, size, sum & mask(size * 8))?;
+        write_op(cpu, d, 1, size, dst)?;
+    } else {
+        write_op(cpu, d, 1, size, dst)?;
+        write_op(cpu, d, 0, size, sum & mask(size * 8))?;
+    }
     cpu.lazy.set(FlagOp::Add, size * 8, dst, src, sum);
     Ok(())
 }
@@ -372,8 +379,3 @@ pub fn std_(cpu: &mut Cpu, _: &DInsn) -> R {
     cpu.eflags |= flags::DF;
     Ok(())
 }
-
-/// Unused-result helper so `Stop` stays referenced for handlers that only
-/// propagate faults.
-#[allow(dead_code)]
-fn _types(_: Stop) {}

@@ -10,12 +10,13 @@
 
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
-use super::decode::{DInsn, Handler};
+use super::decode::{DInsn, Handler, MemOp, NO_REG};
 use super::state::{Cpu, Fault, SegReg, Stop};
 
 pub mod alu;
 pub mod control;
 pub mod data;
+pub mod fast;
 pub mod string;
 pub mod system;
 
@@ -171,13 +172,26 @@ pub fn make(i: &Instruction) -> DInsn {
     } else {
         0
     };
-    let h = pick(i);
-    DInsn { h, i: *i, len: i.len() as u8, size, addr16, rel }
+    let mut d = DInsn { h: undefined, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, size, addr16, rel };
+    d.h = if i.is_invalid() || addr16 || i.has_lock_prefix() { None } else { fast::specialize(i, &mut d) }.unwrap_or_else(|| pick(i));
+    d
+}
+
+/// A lock prefix is only allowed on the read-modify-write instructions, and
+/// only with a memory destination; anything else is #UD.
+fn lock_ok(i: &Instruction) -> bool {
+    use Mnemonic as M;
+    i.op_count() > 0
+        && i.op0_kind() == OpKind::Memory
+        && matches!(
+            i.mnemonic(),
+            M::Add | M::Adc | M::And | M::Btc | M::Btr | M::Bts | M::Cmpxchg | M::Cmpxchg8b | M::Dec | M::Inc | M::Neg | M::Not | M::Or | M::Sbb | M::Sub | M::Xor | M::Xadd | M::Xchg
+        )
 }
 
 fn pick(i: &Instruction) -> Handler {
     use Mnemonic as M;
-    if i.is_invalid() {
+    if i.is_invalid() || (i.has_lock_prefix() && !lock_ok(i)) {
         return undefined;
     }
     match i.mnemonic() {

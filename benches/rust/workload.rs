@@ -1,0 +1,47 @@
+//! Run one of the interpreter workloads on the bare CPU, for instruction-count
+//! profiling: `valgrind --tool=callgrind target/release/examples/workload crc32`.
+//! The byte programs are the same as benches/programs.py.
+
+use _core::bare::BareCpu;
+use _core::cpu::state::Exit;
+
+const CODE: u64 = 0x0010_0000;
+const DATA: u64 = 0x0020_0000;
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "crc32".into());
+    let mut b = BareCpu::new();
+    b.mem_map(CODE, 0x1000).unwrap();
+    b.mem_map(DATA, 0x40000).unwrap();
+    b.mem_map(0x2ff000, 0x1000).unwrap();
+    b.reg_write("esp", 0x300000).unwrap();
+    match which.as_str() {
+        "crc32" => {
+            b.mem_write(CODE, &hex("0fb61631d0bb08000000d1e87305352083b8ed4b75f4464975e6f4")).unwrap();
+            let data: Vec<u8> = (0..65536u32).map(|i| (i * 7 + 3) as u8).collect();
+            b.mem_write(DATA, &data).unwrap();
+            b.reg_write("eax", 0xffff_ffff).unwrap();
+            b.reg_write("esi", DATA as u128).unwrap();
+            b.reg_write("ecx", 65536).unwrap();
+        }
+        "sort" => {
+            b.mem_write(CODE, &hex("ba0000000089f789cb4b8b078b6f0439e87e0a892f894704ba0100000083c7044b75e785d275d9f4")).unwrap();
+            let n = 600u32;
+            let data: Vec<u8> = (0..n).flat_map(|i| (((i.wrapping_mul(2654435761)) & 0xffff) as i32 - 0x8000).to_le_bytes()).collect();
+            b.mem_write(DATA, &data).unwrap();
+            b.reg_write("esi", DATA as u128).unwrap();
+            b.reg_write("ecx", n as u128).unwrap();
+        }
+        other => panic!("unknown workload {other}"),
+    }
+    let t = std::time::Instant::now();
+    let e = b.run(Some(CODE as u32), 0, None);
+    let dt = t.elapsed();
+    assert_eq!(e, Exit::Hlt, "{e:?}");
+    let n = b.cpu.icount;
+    println!("{which}: {n} instructions in {dt:?}: {:.1} MIPS", n as f64 / dt.as_secs_f64() / 1e6);
+}

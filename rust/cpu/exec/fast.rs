@@ -1,0 +1,559 @@
+//! Specialised handlers for the most common instruction forms.
+//!
+// H:260 The generic handlers work for every operand form but ask the decoded
+// instruction, at run time, what its operands are: register or memory,
+// which register, what size.  That costs more than the operation itself.
+// The forms that make up most of any program (register and memory moves,
+// the ALU on registers, immediates and memory, inc/dec, push/pop, the
+// branches) get handlers of their own here, one per operation, size and
+// form, generated from const generics.  Their operands were resolved at
+// decode time into `DInsn`: register numbers in `r0`/`r1`, the immediate in
+// `imm`, the memory operand's parts in `m`.  Everything else keeps the
+// generic path, which stays the reference for what each instruction does.
+
+use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
+
+use super::R;
+use crate::cpu::decode::{DInsn, Handler, MemOp, NO_REG};
+use crate::cpu::flags::{mask, FlagOp};
+use crate::cpu::state::Cpu;
+
+/// Read register `r` (x86 encoding) at size S bytes.
+#[inline(always)]
+pub fn rget<const S: u8>(cpu: &Cpu, r: u8) -> u32 {
+    match S {
+        4 => cpu.regs[r as usize & 7],
+        2 => cpu.regs[r as usize & 7] & 0xffff,
+        _ => (cpu.regs[(r & 3) as usize] >> ((r & 4) * 2)) & 0xff,
+    }
+}
+
+#[inline(always)]
+pub fn rset<const S: u8>(cpu: &mut Cpu, r: u8, v: u32) {
+    match S {
+        4 => cpu.regs[r as usize & 7] = v,
+        2 => {
+            let x = &mut cpu.regs[r as usize & 7];
+            *x = (*x & 0xffff_0000) | (v & 0xffff);
+        }
+        _ => {
+            let sh = (r & 4) * 2;
+            let x = &mut cpu.regs[(r & 3) as usize];
+            *x = (*x & !(0xff << sh)) | ((v & 0xff) << sh);
+        }
+    }
+}
+
+/// Linear address of a pre-decoded 32-bit-addressing memory operand.
+#[inline(always)]
+pub fn mlin(cpu: &Cpu, m: &MemOp) -> u32 {
+    let mut a = m.disp;
+    if m.base != NO_REG {
+        a = a.wrapping_add(cpu.regs[m.base as usize]);
+    }
+    if m.index != NO_REG {
+        a = a.wrapping_add(cpu.regs[m.index as usize] << m.shift);
+    }
+    cpu.segs[m.seg as usize].base.wrapping_add(a)
+}
+
+#[inline(always)]
+fn mread<const S: u8>(cpu: &mut Cpu, lin: u32) -> Result<u32, crate::cpu::state::Fault> {
+    match S {
+        4 => cpu.read_u32(lin),
+        2 => cpu.read_u16(lin).map(|v| v as u32),
+        _ => cpu.read_u8(lin).map(|v| v as u32),
+    }
+}
+
+#[inline(always)]
+fn mwrite<const S: u8>(cpu: &mut Cpu, lin: u32, v: u32) -> Result<(), crate::cpu::state::Fault> {
+    match S {
+        4 => cpu.write_u32(lin, v),
+        2 => cpu.write_u16(lin, v as u16),
+        _ => cpu.write_u8(lin, v as u8),
+    }
+}
+
+const ADD: u8 = 0;
+const OR: u8 = 1;
+const ADC: u8 = 2;
+const SBB: u8 = 3;
+const AND: u8 = 4;
+const SUB: u8 = 5;
+const XOR: u8 = 6;
+const CMP: u8 = 7;
+const TEST: u8 = 8;
+
+/// Compute an ALU operation and record its flags; returns the result.
+#[inline(always)]
+fn alu<const OP: u8, const S: u8>(cpu: &mut Cpu, a: u32, b: u32) -> u32 {
+    let bits = S * 8;
+    let (res, op) = match OP {
+        ADD => (a.wrapping_add(b), FlagOp::Add),
+        OR => (a | b, FlagOp::Logic),
+        ADC => {
+            let c = cpu.cf();
+            cpu.lazy.carry = c;
+            (a.wrapping_add(b).wrapping_add(c as u32), FlagOp::Adc)
+        }
+        SBB => {
+            let c = cpu.cf();
+            cpu.lazy.carry = c;
+            (a.wrapping_sub(b).wrapping_sub(c as u32), FlagOp::Sbb)
+        }
+        AND | TEST => (a & b, FlagOp::Logic),
+        SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
+        _ => (a ^ b, FlagOp::Logic),
+    };
+    let res = res & mask(bits);
+    cpu.lazy.op = op;
+    cpu.lazy.bits = bits;
+    cpu.lazy.a = a;
+    cpu.lazy.b = b;
+    cpu.lazy.res = res;
+    res
+}
+
+const fn writes(op: u8) -> bool {
+    op != CMP && op != TEST
+}
+
+fn alu_rr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = rget::<S>(cpu, d.r0);
+    let b = rget::<S>(cpu, d.r1);
+    let r = alu::<OP, S>(cpu, a, b);
+    if writes(OP) {
+        rset::<S>(cpu, d.r0, r);
+    }
+    Ok(())
+}
+
+fn alu_ri<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = rget::<S>(cpu, d.r0);
+    let r = alu::<OP, S>(cpu, a, d.imm);
+    if writes(OP) {
+        rset::<S>(cpu, d.r0, r);
+    }
+    Ok(())
+}
+
+fn alu_rm<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    let b = mread::<S>(cpu, lin)?;
+    let a = rget::<S>(cpu, d.r0);
+    let r = alu::<OP, S>(cpu, a, b);
+    if writes(OP) {
+        rset::<S>(cpu, d.r0, r);
+    }
+    Ok(())
+}
+
+fn alu_mr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    let a = mread::<S>(cpu, lin)?;
+    let b = rget::<S>(cpu, d.r1);
+    let saved = cpu.lazy;
+    let r = alu::<OP, S>(cpu, a, b);
+    if writes(OP) {
+        if let Err(f) = mwrite::<S>(cpu, lin, r) {
+            cpu.lazy = saved;
+            return Err(f.into());
+        }
+    }
+    Ok(())
+}
+
+fn alu_mi<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    let a = mread::<S>(cpu, lin)?;
+    let saved = cpu.lazy;
+    let r = alu::<OP, S>(cpu, a, d.imm);
+    if writes(OP) {
+        if let Err(f) = mwrite::<S>(cpu, lin, r) {
+            cpu.lazy = saved;
+            return Err(f.into());
+        }
+    }
+    Ok(())
+}
+
+fn mov_rr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let v = rget::<S>(cpu, d.r1);
+    rset::<S>(cpu, d.r0, v);
+    Ok(())
+}
+
+fn mov_ri<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    rset::<S>(cpu, d.r0, d.imm);
+    Ok(())
+}
+
+fn mov_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    let v = mread::<S>(cpu, lin)?;
+    rset::<S>(cpu, d.r0, v);
+    Ok(())
+}
+
+fn mov_mr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    let v = rget::<S>(cpu, d.r1);
+    mwrite::<S>(cpu, lin, v)?;
+    Ok(())
+}
+
+fn mov_mi<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    mwrite::<S>(cpu, lin, d.imm)?;
+    Ok(())
+}
+
+fn lea32(cpu: &mut Cpu, d: &DInsn) -> R {
+    let m = &d.m;
+    let mut a = m.disp;
+    if m.base != NO_REG {
+        a = a.wrapping_add(cpu.regs[m.base as usize]);
+    }
+    if m.index != NO_REG {
+        a = a.wrapping_add(cpu.regs[m.index as usize] << m.shift);
+    }
+    cpu.regs[d.r0 as usize] = a;
+    Ok(())
+}
+
+#[inline(always)]
+fn incdec<const S: u8>(cpu: &mut Cpu, a: u32, dec: bool) -> u32 {
+    let c = cpu.cf();
+    let bits = S * 8;
+    let res = if dec { a.wrapping_sub(1) } else { a.wrapping_add(1) } & mask(bits);
+    cpu.lazy.carry = c;
+    cpu.lazy.op = if dec { FlagOp::Dec } else { FlagOp::Inc };
+    cpu.lazy.bits = bits;
+    cpu.lazy.a = a;
+    cpu.lazy.b = 1;
+    cpu.lazy.res = res;
+    res
+}
+
+fn incdec_r<const DEC: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = rget::<S>(cpu, d.r0);
+    let r = incdec::<S>(cpu, a, DEC);
+    rset::<S>(cpu, d.r0, r);
+    Ok(())
+}
+
+fn incdec_m<const DEC: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    let a = mread::<S>(cpu, lin)?;
+    let saved = cpu.lazy;
+    let r = incdec::<S>(cpu, a, DEC);
+    if let Err(f) = mwrite::<S>(cpu, lin, r) {
+        cpu.lazy = saved;
+        return Err(f.into());
+    }
+    Ok(())
+}
+
+fn push_r(cpu: &mut Cpu, d: &DInsn) -> R {
+    let v = cpu.regs[d.r0 as usize];
+    cpu.push32(v)?;
+    Ok(())
+}
+
+fn push_i(cpu: &mut Cpu, d: &DInsn) -> R {
+    cpu.push32(d.imm)?;
+    Ok(())
+}
+
+fn pop_r(cpu: &mut Cpu, d: &DInsn) -> R {
+    let v = cpu.pop32()?;
+    cpu.regs[d.r0 as usize] = v;
+    Ok(())
+}
+
+fn jcc<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    if cpu.cond(CC) {
+        cpu.next_eip = cpu.next_eip.wrapping_add(d.rel);
+    }
+    Ok(())
+}
+
+fn jmp_rel(cpu: &mut Cpu, d: &DInsn) -> R {
+    cpu.next_eip = cpu.next_eip.wrapping_add(d.rel);
+    Ok(())
+}
+
+fn call_rel(cpu: &mut Cpu, d: &DInsn) -> R {
+    let ret = cpu.next_eip;
+    cpu.push32(ret)?;
+    cpu.next_eip = ret.wrapping_add(d.rel);
+    Ok(())
+}
+
+fn ret_near(cpu: &mut Cpu, _: &DInsn) -> R {
+    let t = cpu.pop32()?;
+    cpu.next_eip = t;
+    Ok(())
+}
+
+fn movzx_rr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let v = rget::<S>(cpu, d.r1);
+    cpu.regs[d.r0 as usize] = v;
+    Ok(())
+}
+
+fn movzx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    let v = mread::<S>(cpu, lin)?;
+    cpu.regs[d.r0 as usize] = v;
+    Ok(())
+}
+
+#[inline(always)]
+fn sext<const S: u8>(v: u32) -> u32 {
+    if S == 1 {
+        v as u8 as i8 as i32 as u32
+    } else {
+        v as u16 as i16 as i32 as u32
+    }
+}
+
+fn movsx_rr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let v = rget::<S>(cpu, d.r1);
+    cpu.regs[d.r0 as usize] = sext::<S>(v);
+    Ok(())
+}
+
+fn movsx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    let v = mread::<S>(cpu, lin)?;
+    cpu.regs[d.r0 as usize] = sext::<S>(v);
+    Ok(())
+}
+
+/// Shifts of a 32-bit register by an immediate (or the implicit 1).
+fn shift_ri<const KIND: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let c = d.imm & 0x1f;
+    if c == 0 {
+        return Ok(());
+    }
+    let a = cpu.regs[d.r0 as usize];
+    let (res, op) = match KIND {
+        0 => (a << c, FlagOp::Shl),
+        1 => (a >> c, FlagOp::Shr),
+        _ => (((a as i32) >> c) as u32, FlagOp::Sar),
+    };
+    cpu.regs[d.r0 as usize] = res;
+    cpu.lazy.op = op;
+    cpu.lazy.bits = 32;
+    cpu.lazy.a = a;
+    cpu.lazy.b = c;
+    cpu.lazy.res = res;
+    Ok(())
+}
+
+/// x86 number of a general register of any size, if it is one.
+pub fn gpr_code(r: Register) -> Option<u8> {
+    let v = r as u32;
+    let ranges = [(Register::EAX as u32, Register::EDI as u32), (Register::AX as u32, Register::DI as u32), (Register::AL as u32, Register::BH as u32)];
+    for (lo, hi) in ranges {
+        if (lo..=hi).contains(&v) {
+            return Some((v - lo) as u8);
+        }
+    }
+    None
+}
+
+/// Pre-decode the memory operand for the fast handlers (32-bit addressing only).
+pub fn mem_op(i: &Instruction) -> Option<MemOp> {
+    let base = match i.memory_base() {
+        Register::None => NO_REG,
+        r if r.is_gpr32() => gpr_code(r)?,
+        _ => return None,
+    };
+    let index = match i.memory_index() {
+        Register::None => NO_REG,
+        r if r.is_gpr32() => gpr_code(r)?,
+        _ => return None,
+    };
+    let seg = super::seg_of(i.memory_segment()) as u8;
+    Some(MemOp { disp: i.memory_displacement32(), base, index, shift: i.memory_index_scale().trailing_zeros() as u8, seg })
+}
+
+macro_rules! by_size {
+    ($s:expr, $f:ident $(, $c:expr)*) => {
+        match $s {
+            1 => $f::<$($c,)* 1> as Handler,
+            2 => $f::<$($c,)* 2> as Handler,
+            _ => $f::<$($c,)* 4> as Handler,
+        }
+    };
+}
+
+macro_rules! alu_op {
+    ($op:expr, $form:ident, $s:expr) => {
+        match $op {
+            ADD => by_size!($s, $form, ADD),
+            OR => by_size!($s, $form, OR),
+            ADC => by_size!($s, $form, ADC),
+            SBB => by_size!($s, $form, SBB),
+            AND => by_size!($s, $form, AND),
+            SUB => by_size!($s, $form, SUB),
+            XOR => by_size!($s, $form, XOR),
+            CMP => by_size!($s, $form, CMP),
+            _ => by_size!($s, $form, TEST),
+        }
+    };
+}
+
+fn jcc_handler(cc: u8) -> Handler {
+    match cc {
+        0 => jcc::<0>,
+        1 => jcc::<1>,
+        2 => jcc::<2>,
+        3 => jcc::<3>,
+        4 => jcc::<4>,
+        5 => jcc::<5>,
+        6 => jcc::<6>,
+        7 => jcc::<7>,
+        8 => jcc::<8>,
+        9 => jcc::<9>,
+        10 => jcc::<10>,
+        11 => jcc::<11>,
+        12 => jcc::<12>,
+        13 => jcc::<13>,
+        14 => jcc::<14>,
+        _ => jcc::<15>,
+    }
+}
+
+/// H:270 Pick a specialised handler and fill in the pre-decoded operands, or
+/// say None to keep the generic one.
+pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
+    use Mnemonic as M;
+    if i.has_lock_prefix() && i.op0_kind() != OpKind::Memory {
+        return None;
+    }
+    let k0 = if i.op_count() > 0 { i.op0_kind() } else { OpKind::Register };
+    let k1 = if i.op_count() > 1 { i.op1_kind() } else { OpKind::Register };
+    let s = d.size;
+    let is_imm = |k: OpKind| matches!(k, OpKind::Immediate8 | OpKind::Immediate16 | OpKind::Immediate32 | OpKind::Immediate8to16 | OpKind::Immediate8to32);
+    let mnem = i.mnemonic();
+    // Operands resolved once, here.
+    if i.op_count() > 0 && k0 == OpKind::Register {
+        d.r0 = gpr_code(i.op0_register()).unwrap_or(NO_REG);
+    }
+    if i.op_count() > 1 && k1 == OpKind::Register {
+        d.r1 = gpr_code(i.op1_register()).unwrap_or(NO_REG);
+    }
+    if i.op_count() > 1 && is_imm(k1) {
+        d.imm = (i.immediate(1) as u32) & mask(s * 8);
+    }
+    let has_mem = k0 == OpKind::Memory || k1 == OpKind::Memory;
+    if has_mem {
+        d.m = mem_op(i)?;
+    }
+    let n = i.op_count();
+    let regs_ok = (n < 1 || k0 != OpKind::Register || d.r0 != NO_REG) && (n < 2 || k1 != OpKind::Register || d.r1 != NO_REG);
+    if !regs_ok || !matches!(s, 1 | 2 | 4) {
+        return None;
+    }
+    let op = match mnem {
+        M::Add => Some(ADD),
+        M::Or => Some(OR),
+        M::Adc => Some(ADC),
+        M::Sbb => Some(SBB),
+        M::And => Some(AND),
+        M::Sub => Some(SUB),
+        M::Xor => Some(XOR),
+        M::Cmp => Some(CMP),
+        M::Test => Some(TEST),
+        _ => None,
+    };
+    if let Some(op) = op {
+        if i.op_count() != 2 {
+            return None;
+        }
+        return Some(match (k0, k1) {
+            (OpKind::Register, OpKind::Register) => alu_op!(op, alu_rr, s),
+            (OpKind::Register, OpKind::Memory) => alu_op!(op, alu_rm, s),
+            (OpKind::Memory, OpKind::Register) => alu_op!(op, alu_mr, s),
+            (OpKind::Register, k) if is_imm(k) => alu_op!(op, alu_ri, s),
+            (OpKind::Memory, k) if is_imm(k) => alu_op!(op, alu_mi, s),
+            _ => return None,
+        });
+    }
+    match mnem {
+        M::Mov if i.op_count() == 2 => match (k0, k1) {
+            (OpKind::Register, OpKind::Register) => Some(by_size!(s, mov_rr)),
+            (OpKind::Register, OpKind::Memory) => Some(by_size!(s, mov_rm)),
+            (OpKind::Memory, OpKind::Register) => Some(by_size!(s, mov_mr)),
+            (OpKind::Register, k) if is_imm(k) => Some(by_size!(s, mov_ri)),
+            (OpKind::Memory, k) if is_imm(k) => Some(by_size!(s, mov_mi)),
+            _ => None,
+        },
+        M::Lea if s == 4 => {
+            d.m = mem_op(i)?;
+            Some(lea32)
+        }
+        M::Inc | M::Dec => {
+            let dec = mnem == M::Dec;
+            match (k0, dec) {
+                (OpKind::Register, false) => Some(by_size!(s, incdec_r, false)),
+                (OpKind::Register, true) => Some(by_size!(s, incdec_r, true)),
+                (OpKind::Memory, false) => Some(by_size!(s, incdec_m, false)),
+                (OpKind::Memory, true) => Some(by_size!(s, incdec_m, true)),
+                _ => None,
+            }
+        }
+        M::Push if i.code() == Code::Push_r32 => Some(push_r),
+        M::Push if matches!(i.code(), Code::Pushd_imm32 | Code::Pushd_imm8) => {
+            d.imm = i.immediate(0) as u32;
+            Some(push_i)
+        }
+        M::Pop if i.code() == Code::Pop_r32 => Some(pop_r),
+        _ if i.condition_code() != iced_x86::ConditionCode::None && matches!(k0, OpKind::NearBranch32) && mnem != M::Loop => {
+            if matches!(mnem, M::Loope | M::Loopne | M::Jecxz) {
+                return None;
+            }
+            Some(jcc_handler(i.condition_code() as u8 - 1))
+        }
+        M::Jmp if k0 == OpKind::NearBranch32 => Some(jmp_rel),
+        M::Call if k0 == OpKind::NearBranch32 => Some(call_rel),
+        M::Ret if i.code() == Code::Retnd => Some(ret_near),
+        M::Movzx if s == 4 => {
+            let s1 = super::op_size(i, 1);
+            match (k1, s1) {
+                (OpKind::Register, 1) => Some(movzx_rr::<1>),
+                (OpKind::Register, 2) => Some(movzx_rr::<2>),
+                (OpKind::Memory, 1) => Some(movzx_rm::<1>),
+                (OpKind::Memory, 2) => Some(movzx_rm::<2>),
+                _ => None,
+            }
+        }
+        M::Movsx if s == 4 => {
+            let s1 = super::op_size(i, 1);
+            match (k1, s1) {
+                (OpKind::Register, 1) => Some(movsx_rr::<1>),
+                (OpKind::Register, 2) => Some(movsx_rr::<2>),
+                (OpKind::Memory, 1) => Some(movsx_rm::<1>),
+                (OpKind::Memory, 2) => Some(movsx_rm::<2>),
+                _ => None,
+            }
+        }
+        M::Shl | M::Sal | M::Shr | M::Sar if s == 4 && k0 == OpKind::Register => {
+            d.imm = match i.code() {
+                Code::Shl_rm32_1 | Code::Sal_rm32_1 | Code::Shr_rm32_1 | Code::Sar_rm32_1 => 1,
+                Code::Shl_rm32_imm8 | Code::Sal_rm32_imm8 | Code::Shr_rm32_imm8 | Code::Sar_rm32_imm8 => i.immediate8() as u32,
+                _ => return None,
+            };
+            Some(match mnem {
+                M::Shr => shift_ri::<1>,
+                M::Sar => shift_ri::<2>,
+                _ => shift_ri::<0>,
+            })
+        }
+        _ => None,
+    }
+}
