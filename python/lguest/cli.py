@@ -10,6 +10,9 @@ traceback -- and a non-zero exit status:
 - 2: the guest asked to reboot (not supported yet), or the command line was
   wrong (argparse's usage error);
 - 130: interrupted with Ctrl-C.
+
+``lguest journey [--markdown] [CHAPTER]`` prints the guided tour of the sources
+(see :mod:`lguest.journey`); an unknown chapter is a usage error (2).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import argparse
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 
-from lguest import __version__
+from lguest import __version__, journey
 from lguest.errors import LaunchError
 from lguest.launcher import EXIT_DIED, EXIT_POWEROFF, EXIT_RESTART, GuestExit, Launcher
 from lguest.layout import MAX_MEMORY_MIB
@@ -43,6 +47,7 @@ examples:
   lguest run                        boot the bundled demo guest
   lguest run -m 128 vmlinux console=hvc0
   lguest run bzImage --initrd initrd.img -- root=/dev/ram0 quiet
+  lguest journey H | less           read the Host chapter of the tour
 
 Use "lguest run --help" for the options of run."""
 
@@ -66,6 +71,11 @@ exit status:
   {EXIT_DIED}    the kernel could not be loaded, or the guest crashed or was killed
   {EXIT_RESTART}    the guest asked to reboot (not supported yet), or a usage error
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
+
+_CHAPTER_LIST = ", ".join(f"{ch} ({title})" for ch, title in journey.CHAPTERS.items())
+JOURNEY_DESCRIPTION = f"""\
+Print the Journey: the comments that explain lguest, in reading order, each
+with the code it describes.  Chapters: {_CHAPTER_LIST}."""
 
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
 
@@ -129,6 +139,19 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         nargs="*",
         help="kernel command-line words, joined with spaces",
     )
+
+    tour = commands.add_parser(
+        "journey",
+        help="print the guided tour of the sources",
+        description=JOURNEY_DESCRIPTION,
+    )
+    tour.add_argument(
+        "chapter",
+        metavar="CHAPTER",
+        nargs="?",
+        help="print only this chapter (" + " ".join(journey.CHAPTERS) + ")",
+    )
+    tour.add_argument("--markdown", action="store_true", help="print Markdown instead of text")
     return parser, run
 
 
@@ -201,6 +224,34 @@ def run_command(args: argparse.Namespace, kernel_args: Sequence[str]) -> int:
     return _report(result)
 
 
+def journey_command(args: argparse.Namespace) -> int:
+    """``lguest journey``: print the tour, or one chapter of it."""
+    chapter: str | None = args.chapter.upper() if args.chapter else None
+    if chapter is not None and chapter not in journey.CHAPTERS:
+        _error(f"unknown chapter {args.chapter!r} (chapters: {' '.join(journey.CHAPTERS)})")
+        return EXIT_USAGE
+    try:
+        tour = journey.load()
+    except (OSError, ValueError) as exc:
+        _error(f"the journey cannot be read from this installation: {exc}")
+        return EXIT_DIED
+    if args.markdown:
+        text = journey.render_markdown(tour, chapter)
+    else:
+        tty = sys.stdout.isatty()
+        width = min(80, shutil.get_terminal_size().columns) if tty else 80
+        color = tty and "NO_COLOR" not in os.environ
+        text = journey.render_text(tour, chapter, width=width, color=color)
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # ``lguest journey | head``: the reader has gone, which is fine.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lguest`` command; returns the exit status."""
     words = list(sys.argv[1:] if argv is None else argv)
@@ -210,9 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             options, after = _split_kernel_args(words[1:])
             args = run.parse_intermixed_args(options)
             return run_command(args, [*args.kernel_args, *after])
-        # Anything else is --help, --version or a mistake; argparse deals with
-        # all three (and exits).
-        parser.parse_args(words)
+        # Anything else is journey, --help, --version or a mistake; argparse
+        # deals with the last three (and exits).
+        args = parser.parse_args(words)
+        if args.command == "journey":
+            return journey_command(args)
         parser.print_usage(sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
