@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cpu::mem::Mmu;
-use crate::cpu::state::{Cpu, Exit, Fault, SegReg, EVENT_IRQ};
+use crate::cpu::state::{Cpu, Exit, Fault, SegReg, EVENT_DMA, EVENT_IRQ};
 use crate::interrupts::IdtEntry;
 use crate::memory::GuestMemory;
 use crate::mmu::{Paging, KILL_VECTOR};
@@ -77,6 +77,8 @@ pub struct Shared {
     pub events: Arc<AtomicU32>,
     sleep: Mutex<()>,
     wake: Condvar,
+    /// Guest-physical ranges devices wrote since the vCPU last looked.
+    dma: Mutex<Vec<(u32, u32)>>,
 }
 
 impl Shared {
@@ -88,6 +90,21 @@ impl Shared {
         self.events.fetch_or(EVENT_IRQ, Ordering::Release);
         let _g = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
         self.wake.notify_all();
+    }
+
+    /// H:915 A device thread wrote guest memory.  If the guest had code on
+    /// those pages (a block read into a page that used to hold a program, say),
+    /// the interpreter's decoded copy is stale.  The device records the range
+    /// and raises an event; the vCPU drops those pages' blocks at its next
+    /// block boundary, before it can jump into the new bytes.  The device does
+    /// this before it publishes the used ring entry, so the guest cannot see
+    /// the data before the vCPU has heard about it.
+    pub fn note_dma(&self, gpa: u32, len: u32) {
+        if len == 0 {
+            return;
+        }
+        self.dma.lock().unwrap_or_else(|e| e.into_inner()).push((gpa, len));
+        self.events.fetch_or(EVENT_DMA, Ordering::Release);
     }
 }
 
@@ -125,6 +142,7 @@ impl Guest {
             events: cpu.events.clone(),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
+            dma: Mutex::new(Vec::new()),
         });
         Guest {
             cpu,
@@ -246,7 +264,10 @@ impl Guest {
             }
             self.check_timer();
             // Consume the "look at interrupts" event before we look.
-            self.cpu.events.fetch_and(!EVENT_IRQ, Ordering::AcqRel);
+            let ev = self.cpu.events.fetch_and(!(EVENT_IRQ | EVENT_DMA), Ordering::AcqRel);
+            if ev & EVENT_DMA != 0 {
+                self.drop_dma_code();
+            }
             crate::interrupts::try_deliver(self);
             if self.death.is_some() {
                 return RunOutcome::Died;
@@ -257,6 +278,24 @@ impl Guest {
             }
             let exit = self.cpu.run(SLICE, None);
             self.handle_exit(exit);
+        }
+    }
+
+    fn drop_dma_code(&mut self) {
+        let ranges = std::mem::take(&mut *self.shared.dma.lock().unwrap_or_else(|e| e.into_inner()));
+        for (gpa, len) in ranges {
+            let first = gpa & !0xfff;
+            let last = gpa.saturating_add(len - 1) & !0xfff;
+            let mut p = first;
+            loop {
+                if self.cpu.cache.is_code_page(p) {
+                    self.cpu.cache.invalidate_page(p);
+                }
+                if p >= last {
+                    break;
+                }
+                p += 4096;
+            }
         }
     }
 

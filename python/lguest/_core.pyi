@@ -77,6 +77,8 @@ class Lguest:
         claims (returned), or dies (GuestDied with errno ENOENT or ERESTART)."""
     def irq(self, n: int) -> None:
         """LHREQ_IRQ: mark virtual interrupt ``n`` (< 32) pending; any thread."""
+    def note_dma(self, gpa: int, len: int) -> None:
+        """A device wrote [gpa, gpa+len): drop decoded code there.  Any thread."""
     @property
     def reason(self) -> str | None:
         """The death reason, once dead."""

@@ -134,6 +134,8 @@ pub enum Exit {
 /// next block boundary.
 pub const EVENT_IRQ: u32 = 1;
 pub const EVENT_STOP: u32 = 2;
+/// A device wrote guest memory (DMA): decoded code on those pages may be stale.
+pub const EVENT_DMA: u32 = 4;
 
 pub struct Cpu {
     pub regs: [u32; 8],

@@ -99,6 +99,16 @@ impl Lguest {
         self.notify.attach(addr, fd, replace).map_err(|e| os_error(e.errno(), e.to_string()))
     }
 
+    /// A device wrote [gpa, gpa+len) of guest memory: forget any decoded code
+    /// there before the guest can run it.  Any thread.
+    fn note_dma(&self, gpa: u32, len: u32) -> PyResult<()> {
+        if !self.mem.check(gpa, len) {
+            return Err(PyValueError::new_err(format!("range {gpa:#x}+{len:#x} is outside guest memory")));
+        }
+        self.shared.note_dma(gpa, len);
+        Ok(())
+    }
+
     /// Remove the eventfds attached to `addr`; returns how many there were.
     fn detach_eventfd(&self, addr: u32) -> usize {
         self.notify.detach(addr)
