@@ -8,7 +8,6 @@
 // in a batch before the next synchronous call.
 
 use crate::lguest::{ld, Death, Guest};
-use crate::mmu::SWITCHER_BASE;
 
 pub const LHCALL_FLUSH_ASYNC: u32 = 0;
 pub const LHCALL_LGUEST_INIT: u32 = 1;
@@ -71,13 +70,14 @@ fn initialize_lguest_data(g: &mut Guest, addr: u32) {
     g.write_timestamp();
     g.kernel_address = g.ld_read(ld::KERNEL_ADDRESS).unwrap_or(0);
     g.ld_write(ld::RESERVE_MEM, RESERVE_MEM, "bad guest page");
-    let pgdir = g.paging().cr3;
+    let pgdir = g.paging().cr3();
     g.ld_write(ld::PGDIR, pgdir, "bad guest page");
-    if g.kernel_address >> 22 >= 1023 {
+    if g.kernel_address >> 22 >= crate::mmu::SWITCHER_PGD_INDEX {
         let k = g.kernel_address;
         g.kill(format!("bad kernel address {k:#x}"));
         return;
     }
+    g.paging().shadows.kernel_pgd_index = g.kernel_address >> 22;
     crate::mmu::full_flush(g);
 }
 
@@ -124,11 +124,15 @@ pub fn do_hcall(g: &mut Guest, a: [u32; 5]) {
         LHCALL_FLUSH_ASYNC | LHCALL_SEND_INTERRUPTS => {}
         LHCALL_LGUEST_INIT => g.kill("already have lguest_data"),
         LHCALL_SHUTDOWN => shutdown(g, a[1], a[2]),
-        LHCALL_NEW_PGTABLE => {
-            g.paging().cr3 = a[1];
-            crate::mmu::full_flush(g);
+        LHCALL_NEW_PGTABLE => new_pgtable(g, a[1]),
+        LHCALL_FLUSH_TLB => {
+            if a[1] == 0 {
+                g.paging().shadows.flush_user();
+                g.cpu.tlb.flush();
+            } else {
+                crate::mmu::full_flush(g);
+            }
         }
-        LHCALL_FLUSH_TLB => crate::mmu::full_flush(g),
         LHCALL_LOAD_IDT_ENTRY => crate::interrupts::load_idt_entry(g, a[1], a[2], a[3]),
         LHCALL_SET_STACK => set_stack(g, a[1], a[2], a[3]),
         LHCALL_TS => g.cpu.ts = a[1] != 0,
@@ -140,11 +144,10 @@ pub fn do_hcall(g: &mut Guest, a: [u32; 5]) {
             };
         }
         LHCALL_HALT => g.halted = true,
-        LHCALL_SET_PTE => set_pte(g, a[2], a[3]),
+        LHCALL_SET_PTE => set_pte(g, a[1], a[2], a[3]),
         LHCALL_SET_PGD => {
-            if a[2] < 1023 {
-                crate::mmu::full_flush(g);
-            }
+            g.paging().shadows.set_pgd(a[1], a[2]);
+            g.cpu.tlb.flush();
         }
         LHCALL_LOAD_TLS => load_tls(g, a[1]),
         LHCALL_NOTIFY => g.pending_notify = a[1],
@@ -199,30 +202,45 @@ fn set_stack(g: &mut Guest, ss: u32, esp: u32, pages: u32) {
 }
 
 /// H:1160 The kernel stack must be mapped and writable whenever the guest
-/// runs, because an interrupt from user space lands on it.  Check that now,
-/// as the original did by faulting the pages in.
+/// runs: on real hardware a trap from user space lands on it and the
+/// processor cannot take a page fault there.  So after anything that could
+/// unmap it, the host faults it straight back in (setting its accessed and
+/// dirty bits) or kills a guest whose stack is not really there.
 pub fn pin_stack_pages(g: &mut Guest) {
     for i in 0..g.stack_pages {
         let p = g.esp1.wrapping_sub(1).wrapping_sub(i * 4096);
-        let r = g.paging().translate(p, crate::cpu::mem::Access::Write, false);
-        if r.is_err() {
-            if let Some(why) = g.paging().death.take() {
-                g.kill(why);
-            } else {
+        let mem = g.mem.clone();
+        let shadows = &mut g.paging().shadows;
+        if shadows.maps_writable(p) {
+            continue;
+        }
+        match shadows.demand_page(&mem, p, 2) {
+            crate::mmu::Fixup::Fixed => {}
+            crate::mmu::Fixup::NotFixed => {
                 g.kill(format!("bad stack page {p:#x}"));
+                return;
             }
-            return;
+            crate::mmu::Fixup::Kill(why) => {
+                g.kill(why);
+                return;
+            }
         }
     }
 }
 
-fn set_pte(g: &mut Guest, va: u32, pte: u32) {
-    if va >= SWITCHER_BASE {
-        g.kill("attempt to access switcher pages");
-        return;
+/// H:1170 NEW_PGTABLE: the guest loaded CR3.
+fn new_pgtable(g: &mut Guest, top: u32) {
+    let blank = g.paging().shadows.switch_to(top);
+    g.cpu.tlb.flush();
+    if blank {
+        pin_stack_pages(g);
     }
-    if pte & 0x060 != 0 && (pte & 0x080 != 0 || !g.mem.check(pte & !0xfff, 4096)) && pte & 1 != 0 {
-        g.kill("bad page table entry");
+}
+
+fn set_pte(g: &mut Guest, top: u32, va: u32, pte: u32) {
+    let mem = g.mem.clone();
+    if let Err(why) = g.paging().shadows.set_pte(&mem, top, va, pte) {
+        g.kill(why);
         return;
     }
     g.cpu.tlb.flush_page(va);

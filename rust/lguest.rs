@@ -192,7 +192,7 @@ impl Guest {
         }
         self.mem.set_limit(limit as u32);
         let pgdir = crate::mmu::setup_initial_pagetables(&self.mem)?;
-        self.paging().cr3 = pgdir;
+        self.paging().shadows.set_initial(pgdir);
         let cpu = &mut self.cpu;
         segments::setup_initial_gdt(cpu);
         cpu.cpl = 1;

@@ -1,19 +1,27 @@
-//! Paging for lguest guests.
+//! Paging for lguest guests: the shadow page tables.
 //!
-// H:500 An lguest guest runs with paging on from its first instruction: the
-// 2.6.32 host built it a page table that maps both the first gigabytes of
-// virtual addresses and the kernel's 0xC0000000 window onto guest RAM.  The
-// guest later builds its own tables and tells the host about every change
-// with hypercalls (SET_PTE, SET_PGD, FLUSH_TLB, NEW_PGTABLE).
+// H:500 The guest kernel keeps its own page tables, but it runs at ring 1 and
+// could put anything in them, including the host's memory.  So lguest never
+// let the processor use the guest's tables.  It kept "shadow" tables of its
+// own, built lazily from the guest's: when the processor faulted on an
+// address the shadow did not map yet, the host read the guest's entry,
+// checked it, copied it into the shadow and let the guest retry.  The guest
+// told the host about every change to its tables by hypercall, so the host
+// knew exactly which shadow entries to drop.
 //
-// This first version walks the guest's own 2-level tables on each TLB miss,
-// setting the accessed and dirty bits as a processor would, and keeps the
-// checks that lguest made when it shadowed an entry: no large pages, no
-// frames beyond the guest's memory, nothing in the reserved top 4 MiB.  The
-// software TLB in `crate::cpu::mem` is what makes this cheap: a walk happens
-// only on a miss, and the guest's hypercalls say precisely when to flush.
+// We keep the same algorithm, for the same reasons and with the same
+// guest-visible behaviour: the accessed and dirty bits, the error codes of
+// reflected faults, which changes are seen when.  Our "processor" is the
+// interpreter's software TLB: a TLB miss consults the shadow (`translate`),
+// a miss in the shadow is lguest's page fault, and `demand_page` is the
+// host's fix-up.  Up to four shadow page directories are cached, one per
+// recently used guest address space, like the original's.
+
+mod shadow;
 
 use std::sync::Arc;
+
+pub use shadow::{Shadows, SLOTS};
 
 use crate::cpu::mem::{Access, Translation};
 use crate::cpu::state::Fault;
@@ -21,13 +29,16 @@ use crate::memory::GuestMemory;
 
 /// The reserved top of every address space (the original's Switcher).
 pub const SWITCHER_BASE: u32 = 0xFFC0_0000;
+/// Top-level index of the reserved region.
+pub const SWITCHER_PGD_INDEX: u32 = SWITCHER_BASE >> 22;
 
-const P: u32 = 0x001;
-const RW: u32 = 0x002;
-const US: u32 = 0x004;
-const A: u32 = 0x020;
-const D: u32 = 0x040;
-const PS: u32 = 0x080;
+pub const P: u32 = 0x001;
+pub const RW: u32 = 0x002;
+pub const US: u32 = 0x004;
+pub const A: u32 = 0x020;
+pub const D: u32 = 0x040;
+pub const PS: u32 = 0x080;
+pub const G: u32 = 0x100;
 
 /// A pseudo-vector: the access could not be completed because the guest must
 /// die.  The reason is left in `Paging::death`.
@@ -35,15 +46,27 @@ pub const KILL_VECTOR: u8 = 0xFF;
 
 pub struct Paging {
     pub mem: Arc<GuestMemory>,
-    /// Guest-physical address of the current top-level table (CR3).
-    pub cr3: u32,
+    pub shadows: Shadows,
     /// Set when a walk found something the guest must die for.
     pub death: Option<String>,
 }
 
+/// Outcome of lguest's page-fault fix-up.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fixup {
+    Fixed,
+    NotFixed,
+    Kill(String),
+}
+
 impl Paging {
     pub fn new(mem: Arc<GuestMemory>, cr3: u32) -> Self {
-        Paging { mem, cr3, death: None }
+        Paging { mem, shadows: Shadows::new(cr3), death: None }
+    }
+
+    /// Guest-physical address of the current guest top-level table.
+    pub fn cr3(&self) -> u32 {
+        self.shadows.current_key()
     }
 
     fn kill(&mut self, why: String) -> Fault {
@@ -53,69 +76,37 @@ impl Paging {
         Fault::new(KILL_VECTOR)
     }
 
-    fn frame_ok(&self, entry: u32) -> bool {
-        let frame = entry & !0xfff;
-        self.mem.check(frame, 4096)
-    }
-
-    /// H:510 Walk the guest's tables for `lin`.
+    /// H:510 A TLB miss: look in the shadow; if it does not allow the access,
+    /// that is a page fault, which lguest first tries to fix by filling the
+    /// shadow from the guest's tables.  Only if that fails does the guest see
+    /// the fault, with the error code the shadow produced.
     pub fn translate(&mut self, lin: u32, access: Access, user: bool) -> Result<Translation, Fault> {
         let write = access == Access::Write;
-        let mut err = if write { 2 } else { 0 };
-        if user {
-            err |= 4;
-        }
-        let pde_addr = (self.cr3 & !0xfff) + (lin >> 22) * 4;
-        let pde = match self.mem.read_u32(pde_addr) {
-            Ok(v) => v,
-            Err(e) => return Err(self.kill(e.to_string())),
-        };
-        if pde & P == 0 {
-            return Err(Fault::page(lin, err));
-        }
-        if lin >= SWITCHER_BASE {
-            return Err(self.kill("attempt to access switcher pages".into()));
-        }
-        if pde & PS != 0 || !self.frame_ok(pde) {
-            return Err(self.kill("bad page directory entry".into()));
-        }
-        let pte_addr = (pde & !0xfff) + ((lin >> 12) & 0x3ff) * 4;
-        let pte = match self.mem.read_u32(pte_addr) {
-            Ok(v) => v,
-            Err(e) => return Err(self.kill(e.to_string())),
-        };
-        if pte & P == 0 {
-            return Err(Fault::page(lin, err));
-        }
-        // Write protection applies at every privilege level (CR0.WP is set
-        // for lguest guests); user accesses need US at both levels.
-        if (write && (pde & pte & RW) == 0) || (user && (pde & pte & US) == 0) {
-            return Err(Fault::page(lin, err | 1));
-        }
-        if pte & PS != 0 || !self.frame_ok(pte) {
-            return Err(self.kill("bad page table entry".into()));
-        }
-        let mut new = pte | A;
-        if write {
-            new |= D;
-        }
-        if new != pte {
-            if let Err(e) = self.mem.write_u32(pte_addr, new) {
-                return Err(self.kill(e.to_string()));
+        for attempt in 0..2 {
+            match self.shadows.lookup(lin, write, user) {
+                Ok(frame) => {
+                    return match self.mem.page_ptr(frame) {
+                        Some(host) => Ok(Translation { phys: frame, host }),
+                        None => Err(self.kill(format!("failed to get page {}", frame >> 12))),
+                    };
+                }
+                Err(err) if attempt == 0 => match self.shadows.demand_page(&self.mem, lin, err) {
+                    Fixup::Fixed => continue,
+                    Fixup::NotFixed => return Err(Fault::page(lin, err)),
+                    Fixup::Kill(why) => return Err(self.kill(why)),
+                },
+                Err(err) => return Err(Fault::page(lin, err)),
             }
         }
-        let phys = pte & !0xfff;
-        match self.mem.page_ptr(phys) {
-            Some(host) => Ok(Translation { phys, host }),
-            None => Err(self.kill(format!("failed to get page {}", phys >> 12))),
-        }
+        unreachable!("the loop returns on its second pass")
     }
 
-    /// H:520 The host's own walks (trap frames, instruction bytes): no
-    /// permission checks and no accessed/dirty updates; an unmapped address
-    /// kills the guest.
+    /// H:520 The host's own walks (trap frames, instruction bytes): through
+    /// the guest's tables, no permission checks and no accessed/dirty
+    /// updates; an unmapped address kills the guest.
     pub fn gva_to_gpa(&mut self, gva: u32) -> Result<u32, String> {
-        let pde = self.mem.read_u32((self.cr3 & !0xfff) + (gva >> 22) * 4).map_err(|e| e.to_string())?;
+        let top = self.cr3();
+        let pde = self.mem.read_u32((top & !0xfff) + (gva >> 22) * 4).map_err(|e| e.to_string())?;
         if pde & P == 0 {
             return Err(format!("Bad address {gva:#x}"));
         }
@@ -124,43 +115,6 @@ impl Paging {
             return Err(format!("Bad address {gva:#x}"));
         }
         Ok((pte & !0xfff) | (gva & 0xfff))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn setup() -> Paging {
-        let mem = Arc::new(GuestMemory::new(64 * 4096).unwrap());
-        // Page directory at 0x1000, one page table at 0x2000 mapping
-        // linear 0x0000..0x3FFFFF; entry 5 maps to frame 7, read-only for users.
-        mem.write_u32(0x1000, 0x2000 | P | RW | US).unwrap();
-        mem.write_u32(0x2000 + 5 * 4, 0x7000 | P | US).unwrap();
-        Paging::new(mem, 0x1000)
-    }
-
-    #[test]
-    fn walk_sets_accessed_and_dirty() {
-        let mut p = setup();
-        let t = p.translate(0x5123, Access::Read, false).unwrap();
-        assert_eq!(t.phys, 0x7000);
-        assert_eq!(p.mem.read_u32(0x2014).unwrap() & (A | D), A);
-        // A write to a read-only page faults with P|W set.
-        let f = p.translate(0x5000, Access::Write, true).unwrap_err();
-        assert_eq!((f.vector, f.error, f.addr), (14, Some(7), 0x5000));
-        // Not present gives P clear.
-        let f = p.translate(0x6000, Access::Read, false).unwrap_err();
-        assert_eq!(f.error, Some(0));
-    }
-
-    #[test]
-    fn frames_beyond_memory_kill() {
-        let mut p = setup();
-        p.mem.write_u32(0x2000 + 6 * 4, 0x0100_0000 | P | RW).unwrap();
-        let f = p.translate(0x6000, Access::Read, false).unwrap_err();
-        assert_eq!(f.vector, KILL_VECTOR);
-        assert_eq!(p.death.as_deref(), Some("bad page table entry"));
     }
 }
 
@@ -193,19 +147,84 @@ pub fn setup_initial_pagetables(mem: &GuestMemory) -> Result<u32, String> {
     // there, as the kernel's own direct mapping would.
     for j in 0..pt_pages {
         let pde = (ptbase + j * 4096) | 0x007;
-        if j < 1023 {
+        if j < SWITCHER_PGD_INDEX {
             mem.write_u32(pgdir + 4 * j, pde).map_err(|e| e.to_string())?;
         }
-        if 768 + j < 1023 {
+        if 768 + j < SWITCHER_PGD_INDEX {
             mem.write_u32(pgdir + 4 * (768 + j), pde).map_err(|e| e.to_string())?;
         }
     }
     Ok(pgdir)
 }
 
-/// H:540 Forget every translation (lguest's "flush everything"): after the
-/// host wrote into guest memory behind the processor's back, or when the
-/// guest asks.
+/// H:540 Forget every shadow entry of every cached address space (lguest's
+/// "flush everything"): after the host wrote into guest memory behind the
+/// processor's back, or when the guest asks.  The kernel stack must stay
+/// mapped, so it is faulted back in at once.
 pub fn full_flush(g: &mut crate::lguest::Guest) {
+    g.paging().shadows.flush_all();
     g.cpu.tlb.flush();
+    crate::hypercalls::pin_stack_pages(g);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> Paging {
+        let mem = Arc::new(GuestMemory::new(64 * 4096).unwrap());
+        // Page directory at 0x1000, one page table at 0x2000 mapping
+        // linear 0x0000..0x3FFFFF; entry 5 maps to frame 7, read-only for users.
+        mem.write_u32(0x1000, 0x2000 | P | RW | US).unwrap();
+        mem.write_u32(0x2000 + 5 * 4, 0x7000 | P | US).unwrap();
+        Paging::new(mem, 0x1000)
+    }
+
+    #[test]
+    fn demand_fill_sets_accessed_then_dirty() {
+        let mut p = setup();
+        let t = p.translate(0x5123, Access::Read, false).unwrap();
+        assert_eq!(t.phys, 0x7000);
+        assert_eq!(p.mem.read_u32(0x2014).unwrap() & (A | D), A);
+        // A write to a read-only page is reflected with P|W (|U for user).
+        let f = p.translate(0x5000, Access::Write, true).unwrap_err();
+        assert_eq!((f.vector, f.error, f.addr), (14, Some(7), 0x5000));
+        // Not present: P clear.
+        let f = p.translate(0x6000, Access::Read, false).unwrap_err();
+        assert_eq!(f.error, Some(0));
+        // A writable page becomes dirty on the first write only.
+        p.mem.write_u32(0x2000 + 8 * 4, 0x9000 | P | RW).unwrap();
+        p.translate(0x8000, Access::Read, false).unwrap();
+        assert_eq!(p.mem.read_u32(0x2020).unwrap() & (A | D), A);
+        p.translate(0x8000, Access::Write, false).unwrap();
+        assert_eq!(p.mem.read_u32(0x2020).unwrap() & (A | D), A | D);
+    }
+
+    #[test]
+    fn supervisor_page_never_shadowed_gives_error_code_4() {
+        // abi-core 7.5: no shadow entry existed, so P is clear even though the
+        // guest's PTE is present.
+        let mut p = setup();
+        p.mem.write_u32(0x2000 + 9 * 4, 0xA000 | P | RW).unwrap();
+        let f = p.translate(0x9000, Access::Read, true).unwrap_err();
+        assert_eq!(f.error, Some(4));
+    }
+
+    #[test]
+    fn frames_beyond_memory_kill() {
+        let mut p = setup();
+        p.mem.write_u32(0x2000 + 6 * 4, 0x0100_0000 | P | RW).unwrap();
+        let f = p.translate(0x6000, Access::Read, false).unwrap_err();
+        assert_eq!(f.vector, KILL_VECTOR);
+        assert_eq!(p.death.as_deref(), Some("bad page table entry"));
+    }
+
+    #[test]
+    fn large_pages_are_refused() {
+        let mut p = setup();
+        p.mem.write_u32(0x1000 + 4, 0x0040_0000 | P | RW | PS).unwrap();
+        let f = p.translate(0x0040_1000, Access::Read, false).unwrap_err();
+        assert_eq!(f.vector, KILL_VECTOR);
+        assert_eq!(p.death.as_deref(), Some("bad page directory entry"));
+    }
 }
