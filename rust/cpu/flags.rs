@@ -46,13 +46,19 @@ pub enum FlagOp {
     Sar,
 }
 
+/// The flags of the last flag-setting operation.
+///
+/// CF is the exception to laziness: it is computed when the operation runs
+/// and kept in `cf` at all times (also when `op` is `Eager`), because it is
+/// cheap to compute then, and because inc/dec keep it: with CF stored, they
+/// need not work out the previous operation's carry.
 #[derive(Clone, Copy, Debug)]
 pub struct Lazy {
     pub op: FlagOp,
     /// Operand size in bits: 8, 16 or 32.
     pub bits: u8,
-    /// Carry input (adc/sbb) or preserved carry (inc/dec).
-    pub carry: bool,
+    /// The carry flag, always current.
+    pub cf: bool,
     pub a: u32,
     pub b: u32,
     pub res: u32,
@@ -60,7 +66,7 @@ pub struct Lazy {
 
 impl Default for Lazy {
     fn default() -> Self {
-        Lazy { op: FlagOp::Eager, bits: 32, carry: false, a: 0, b: 0, res: 0 }
+        Lazy { op: FlagOp::Eager, bits: 32, cf: false, a: 0, b: 0, res: 0 }
     }
 }
 
@@ -84,49 +90,36 @@ pub fn parity(v: u32) -> bool {
 }
 
 impl Lazy {
+    /// Record an operation.  For adc/sbb the carry-in is the current `cf`;
+    /// inc/dec leave `cf` alone.
     #[inline(always)]
     pub fn set(&mut self, op: FlagOp, bits: u8, a: u32, b: u32, res: u32) {
+        let m = mask(bits);
+        let res = res & m;
+        self.cf = match op {
+            FlagOp::Eager | FlagOp::Inc | FlagOp::Dec => self.cf,
+            FlagOp::Add => res < (a & m),
+            FlagOp::Adc => res < (a & m) || (self.cf && res == (a & m)),
+            FlagOp::Sub => (a & m) < (b & m),
+            FlagOp::Sbb => (a & m) < (b & m) || (self.cf && (a & m) == (b & m)),
+            FlagOp::Logic => false,
+            FlagOp::Shl => b <= bits as u32 && (a >> (bits as u32 - b)) & 1 != 0,
+            FlagOp::Shr => b <= bits as u32 && (a >> (b - 1)) & 1 != 0,
+            FlagOp::Sar => {
+                let c = b.min(bits as u32);
+                ((sign_extend(a, bits) as i32 >> (c - 1).min(31)) & 1) != 0
+            }
+        };
         self.op = op;
         self.bits = bits;
         self.a = a;
         self.b = b;
-        self.res = res & mask(bits);
+        self.res = res;
     }
 
-    /// CF for the recorded operation (only valid when `op != Eager`).
     #[inline(always)]
     pub fn cf(&self) -> bool {
-        let m = mask(self.bits);
-        match self.op {
-            FlagOp::Eager => unreachable!(),
-            FlagOp::Add => self.res < (self.a & m),
-            FlagOp::Adc => self.res < (self.a & m) || (self.carry && self.res == (self.a & m)),
-            FlagOp::Sub => (self.a & m) < (self.b & m),
-            FlagOp::Sbb => (self.a & m) < (self.b & m) || (self.carry && (self.b & m) == m) || (self.carry && (self.a & m) == (self.b & m)),
-            FlagOp::Logic => false,
-            FlagOp::Inc | FlagOp::Dec => self.carry,
-            FlagOp::Shl => {
-                let c = self.b;
-                if c > self.bits as u32 {
-                    false
-                } else {
-                    (self.a >> (self.bits as u32 - c)) & 1 != 0
-                }
-            }
-            FlagOp::Shr => {
-                let c = self.b;
-                if c > self.bits as u32 {
-                    false
-                } else {
-                    (self.a >> (c - 1)) & 1 != 0
-                }
-            }
-            FlagOp::Sar => {
-                let c = self.b.min(self.bits as u32);
-                let sa = sign_extend(self.a, self.bits) as i32;
-                ((sa >> (c - 1).min(31)) & 1) != 0
-            }
-        }
+        self.cf
     }
 
     #[inline(always)]
@@ -220,9 +213,8 @@ mod tests {
     use super::*;
 
     fn flags(op: FlagOp, bits: u8, a: u32, b: u32, res: u32, carry: bool) -> u32 {
-        let mut l = Lazy::default();
+        let mut l = Lazy { cf: carry, ..Lazy::default() };
         l.set(op, bits, a, b, res);
-        l.carry = carry;
         l.materialize()
     }
 

@@ -207,6 +207,7 @@ impl Cpu {
     pub fn set_eflags(&mut self, v: u32) {
         self.eflags = (v & 0x003f_7fd5) | 0x2;
         self.lazy.op = FlagOp::Eager;
+        self.lazy.cf = v & flags::CF != 0;
     }
 
     /// Fold the lazy flags into `eflags` so individual bits can be changed.
@@ -220,11 +221,7 @@ impl Cpu {
 
     #[inline(always)]
     pub fn cf(&self) -> bool {
-        if self.lazy.op == FlagOp::Eager {
-            self.eflags & flags::CF != 0
-        } else {
-            self.lazy.cf()
-        }
+        self.lazy.cf
     }
 
     #[inline(always)]
@@ -275,6 +272,9 @@ impl Cpu {
     /// Set a single arithmetic flag (after materialising the rest).
     pub fn set_flag(&mut self, bit: u32, on: bool) {
         self.materialize_flags();
+        if bit == flags::CF {
+            self.lazy.cf = on;
+        }
         if on {
             self.eflags |= bit;
         } else {

@@ -34,16 +34,8 @@ fn binop<const OP: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let (res, op) = match OP {
         ADD => (a.wrapping_add(s), FlagOp::Add),
         OR => (a | s, FlagOp::Logic),
-        ADC => {
-            let c = cpu.cf();
-            cpu.lazy.carry = c;
-            (a.wrapping_add(s).wrapping_add(c as u32), FlagOp::Adc)
-        }
-        SBB => {
-            let c = cpu.cf();
-            cpu.lazy.carry = c;
-            (a.wrapping_sub(s).wrapping_sub(c as u32), FlagOp::Sbb)
-        }
+        ADC => (a.wrapping_add(s).wrapping_add(cpu.cf() as u32), FlagOp::Adc),
+        SBB => (a.wrapping_sub(s).wrapping_sub(cpu.cf() as u32), FlagOp::Sbb),
         AND | TEST => (a & s, FlagOp::Logic),
         SUB | CMP => (a.wrapping_sub(s), FlagOp::Sub),
         _ => (a ^ s, FlagOp::Logic),
@@ -88,8 +80,6 @@ pub fn inc(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = read_op(cpu, d, 0, size)?;
     let res = a.wrapping_add(1);
     write_op(cpu, d, 0, size, res & mask(bits(size)))?;
-    let c = cpu.cf();
-    cpu.lazy.carry = c;
     cpu.lazy.set(FlagOp::Inc, bits(size), a, 1, res);
     Ok(())
 }
@@ -99,8 +89,6 @@ pub fn dec(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = read_op(cpu, d, 0, size)?;
     let res = a.wrapping_sub(1);
     write_op(cpu, d, 0, size, res & mask(bits(size)))?;
-    let c = cpu.cf();
-    cpu.lazy.carry = c;
     cpu.lazy.set(FlagOp::Dec, bits(size), a, 1, res);
     Ok(())
 }
@@ -182,6 +170,7 @@ fn set_cf_of(cpu: &mut Cpu, cf: bool, of: bool) {
         f |= flags::OF;
     }
     cpu.eflags = f;
+    cpu.lazy.cf = cf;
 }
 
 pub fn rol(cpu: &mut Cpu, d: &DInsn) -> R {
@@ -282,6 +271,7 @@ fn set_result_flags(cpu: &mut Cpu, res: u32, b: u8, cf: bool, of: bool, af: bool
     }
     cpu.eflags = f;
     cpu.lazy.op = FlagOp::Eager;
+    cpu.lazy.cf = cf;
 }
 
 fn double_shift(cpu: &mut Cpu, d: &DInsn, left: bool) -> R {

@@ -290,6 +290,7 @@ pub fn sahf(cpu: &mut Cpu, _: &DInsn) -> R {
     let m = flags::SF | flags::ZF | flags::AF | flags::PF | flags::CF;
     cpu.materialize_flags();
     cpu.eflags = (cpu.eflags & !m) | (ah & m);
+    cpu.lazy.cf = ah & flags::CF != 0;
     Ok(())
 }
 

@@ -92,27 +92,14 @@ fn alu<const OP: u8, const S: u8>(cpu: &mut Cpu, a: u32, b: u32) -> u32 {
     let (res, op) = match OP {
         ADD => (a.wrapping_add(b), FlagOp::Add),
         OR => (a | b, FlagOp::Logic),
-        ADC => {
-            let c = cpu.cf();
-            cpu.lazy.carry = c;
-            (a.wrapping_add(b).wrapping_add(c as u32), FlagOp::Adc)
-        }
-        SBB => {
-            let c = cpu.cf();
-            cpu.lazy.carry = c;
-            (a.wrapping_sub(b).wrapping_sub(c as u32), FlagOp::Sbb)
-        }
+        ADC => (a.wrapping_add(b).wrapping_add(cpu.cf() as u32), FlagOp::Adc),
+        SBB => (a.wrapping_sub(b).wrapping_sub(cpu.cf() as u32), FlagOp::Sbb),
         AND | TEST => (a & b, FlagOp::Logic),
         SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
         _ => (a ^ b, FlagOp::Logic),
     };
-    let res = res & mask(bits);
-    cpu.lazy.op = op;
-    cpu.lazy.bits = bits;
-    cpu.lazy.a = a;
-    cpu.lazy.b = b;
-    cpu.lazy.res = res;
-    res
+    cpu.lazy.set(op, bits, a, b, res);
+    res & mask(bits)
 }
 
 const fn writes(op: u8) -> bool {
@@ -224,10 +211,8 @@ fn lea32(cpu: &mut Cpu, d: &DInsn) -> R {
 
 #[inline(always)]
 fn incdec<const S: u8>(cpu: &mut Cpu, a: u32, dec: bool) -> u32 {
-    let c = cpu.cf();
     let bits = S * 8;
     let res = if dec { a.wrapping_sub(1) } else { a.wrapping_add(1) } & mask(bits);
-    cpu.lazy.carry = c;
     cpu.lazy.op = if dec { FlagOp::Dec } else { FlagOp::Inc };
     cpu.lazy.bits = bits;
     cpu.lazy.a = a;
@@ -345,11 +330,7 @@ fn shift_ri<const KIND: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
         _ => (((a as i32) >> c) as u32, FlagOp::Sar),
     };
     cpu.regs[d.r0 as usize] = res;
-    cpu.lazy.op = op;
-    cpu.lazy.bits = 32;
-    cpu.lazy.a = a;
-    cpu.lazy.b = c;
-    cpu.lazy.res = res;
+    cpu.lazy.set(op, 32, a, c, res);
     Ok(())
 }
 
