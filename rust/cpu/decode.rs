@@ -335,14 +335,23 @@ impl Cpu {
     }
 }
 
+/// H:230 Where a block ends.  Unconditional transfers end it; conditional
+/// branches do not: decoding carries on along the fall-through path, and a
+/// taken branch leaves the block early (its handler says so by returning
+/// `Stop::Taken`).  These "superblocks" cut the number of block look-ups in
+/// branchy loops.  Instructions that change how the following ones must run
+/// (popf may set TF, sti opens an interrupt window, a segment load changes
+/// the address space) also end a block.
 fn ends_block(i: &Instruction) -> bool {
-    !matches!(i.flow_control(), FlowControl::Next)
-        || matches!(
-            i.mnemonic(),
-            iced_x86::Mnemonic::Popfd
-                | iced_x86::Mnemonic::Popf
-                | iced_x86::Mnemonic::Sti
-                | iced_x86::Mnemonic::Mov
-                    if i.op0_kind() == iced_x86::OpKind::Register && i.op0_register().is_segment_register()
-        )
+    use iced_x86::Mnemonic as M;
+    match i.flow_control() {
+        FlowControl::Next | FlowControl::ConditionalBranch => {}
+        _ => return true,
+    }
+    match i.mnemonic() {
+        M::Popfd | M::Popf | M::Sti => true,
+        M::Mov | M::Pop => i.op0_kind() == iced_x86::OpKind::Register && i.op0_register().is_segment_register(),
+        M::Lds | M::Les | M::Lfs | M::Lgs | M::Lss => true,
+        _ => i.has_rep_prefix() || i.has_repne_prefix(),
+    }
 }

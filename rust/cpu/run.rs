@@ -53,6 +53,7 @@ impl Cpu {
             Stop::Fault(f) => Exit::Fault(f),
             Stop::Int(v) => Exit::Int(v),
             Stop::Hlt => Exit::Hlt,
+            Stop::Taken => unreachable!("a taken branch completes inside the block"),
         }
     }
 
@@ -73,6 +74,11 @@ impl Cpu {
                         if self.stop_block {
                             break;
                         }
+                    }
+                    Err(Stop::Taken) => {
+                        self.eip = self.next_eip;
+                        n += 1;
+                        break;
                     }
                     Err(s) => {
                         self.icount += n;
@@ -96,6 +102,11 @@ impl Cpu {
                         break;
                     }
                 }
+                Err(Stop::Taken) => {
+                    self.eip = self.next_eip;
+                    self.icount += 1;
+                    break;
+                }
                 Err(s) => return Err(self.finish_stop(s)),
             }
         }
@@ -109,7 +120,7 @@ impl Cpu {
                 self.eip = self.next_eip;
                 self.icount += 1;
             }
-            Stop::Fault(_) => {}
+            Stop::Fault(_) | Stop::Taken => {}
         }
         s
     }

@@ -108,6 +108,10 @@ pub enum Stop {
     Int(u8),
     /// `hlt` at a privilege level that may halt (or on the bare CPU).
     Hlt,
+    /// A conditional branch was taken: the instruction completed and
+    /// `next_eip` is the target, off the block's straight line.  Never
+    /// leaves the run loop.
+    Taken,
 }
 
 impl From<Fault> for Stop {

@@ -18,9 +18,16 @@ fn branch(cpu: &mut Cpu, d: &DInsn) {
     cpu.next_eip = if d.i.op0_kind() == OpKind::NearBranch16 { t & 0xffff } else { t };
 }
 
+/// A conditional branch that is taken leaves the (super)block.
+#[inline(always)]
+fn taken(cpu: &mut Cpu, d: &DInsn) -> R {
+    branch(cpu, d);
+    Err(Stop::Taken)
+}
+
 pub fn jcc(cpu: &mut Cpu, d: &DInsn) -> R {
     if cpu.cond((d.i.condition_code() as u8).wrapping_sub(1)) {
-        branch(cpu, d);
+        return taken(cpu, d);
     }
     Ok(())
 }
@@ -99,21 +106,21 @@ fn dec_counter(cpu: &mut Cpu, d: &DInsn) -> bool {
 
 pub fn loop_(cpu: &mut Cpu, d: &DInsn) -> R {
     if dec_counter(cpu, d) {
-        branch(cpu, d);
+        return taken(cpu, d);
     }
     Ok(())
 }
 
 pub fn loope(cpu: &mut Cpu, d: &DInsn) -> R {
     if dec_counter(cpu, d) && cpu.zf() {
-        branch(cpu, d);
+        return taken(cpu, d);
     }
     Ok(())
 }
 
 pub fn loopne(cpu: &mut Cpu, d: &DInsn) -> R {
     if dec_counter(cpu, d) && !cpu.zf() {
-        branch(cpu, d);
+        return taken(cpu, d);
     }
     Ok(())
 }
@@ -121,7 +128,7 @@ pub fn loopne(cpu: &mut Cpu, d: &DInsn) -> R {
 pub fn jecxz(cpu: &mut Cpu, d: &DInsn) -> R {
     let zero = if counter16(d) { cpu.regs[ECX] & 0xffff == 0 } else { cpu.regs[ECX] == 0 };
     if zero {
-        branch(cpu, d);
+        return taken(cpu, d);
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 use super::R;
 use crate::cpu::decode::{DInsn, Handler, MemOp, NO_REG};
 use crate::cpu::flags::{mask, FlagOp};
-use crate::cpu::state::Cpu;
+use crate::cpu::state::{Cpu, Stop};
 
 /// Read register `r` (x86 encoding) at size S bytes.
 #[inline(always)]
@@ -260,6 +260,7 @@ fn pop_r(cpu: &mut Cpu, d: &DInsn) -> R {
 fn jcc<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     if cpu.cond(CC) {
         cpu.next_eip = cpu.next_eip.wrapping_add(d.rel);
+        return Err(Stop::Taken);
     }
     Ok(())
 }
