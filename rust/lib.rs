@@ -26,5 +26,8 @@ pub mod mmu;
 pub mod notify;
 pub mod segments;
 
+#[cfg(test)]
+mod host_tests;
+
 #[cfg(feature = "python")]
 mod py;

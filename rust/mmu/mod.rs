@@ -228,3 +228,70 @@ mod tests {
         assert_eq!(p.death.as_deref(), Some("bad page directory entry"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! H:545 The promise that matters most: whatever the guest puts in its
+    //! page tables and whatever page-table hypercalls it makes, no
+    //! translation ever leads outside the guest's memory, and nothing panics.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Poke(u32, u32),
+        SetPte(u32, u32, u32),
+        SetPgd(u32, u32),
+        Switch(u32),
+        FlushUser,
+        FlushAll,
+        Access(u32, bool, bool),
+    }
+
+    const PAGES: u32 = 32;
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Addresses are drawn so that many land on real tables; values are
+        // arbitrary 32-bit words, including frames far beyond memory.
+        let addr = prop_oneof![0u32..PAGES * 4096, any::<u32>()];
+        prop_oneof![
+            (0u32..PAGES * 1024, any::<u32>()).prop_map(|(w, v)| Op::Poke(w * 4, v)),
+            (addr.clone(), any::<u32>(), any::<u32>()).prop_map(|(t, va, v)| Op::SetPte(t & !0xfff, va, v)),
+            (addr.clone(), 0u32..1100).prop_map(|(t, i)| Op::SetPgd(t & !0xfff, i)),
+            addr.clone().prop_map(|t| Op::Switch(t & !0xfff)),
+            Just(Op::FlushUser),
+            Just(Op::FlushAll),
+            (any::<u32>(), any::<bool>(), any::<bool>()).prop_map(|(a, w, u)| Op::Access(a, w, u)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+        #[test]
+        fn translations_stay_inside_guest_memory(ops in proptest::collection::vec(op(), 1..200)) {
+            let mem = Arc::new(GuestMemory::new((PAGES * 4096) as usize).unwrap());
+            let mut p = Paging::new(mem.clone(), 0);
+            p.shadows.kernel_pgd_index = 768;
+            for op in ops {
+                match op {
+                    Op::Poke(a, v) => mem.write_u32(a, v).unwrap(),
+                    Op::SetPte(t, va, v) => { let _ = p.shadows.set_pte(&mem, t, va, v); }
+                    Op::SetPgd(t, i) => p.shadows.set_pgd(t, i),
+                    Op::Switch(t) => { p.shadows.switch_to(t); }
+                    Op::FlushUser => p.shadows.flush_user(),
+                    Op::FlushAll => p.shadows.flush_all(),
+                    Op::Access(a, w, u) => {
+                        let acc = if w { Access::Write } else { Access::Read };
+                        p.death = None;
+                        if let Ok(t) = p.translate(a, acc, u) {
+                            prop_assert!(mem.check(t.phys, 4096), "frame {:#x} outside memory", t.phys);
+                            let base = mem.as_ptr() as usize;
+                            let host = t.host as usize;
+                            prop_assert!(host >= base && host + 4096 <= base + mem.len());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -28,6 +28,21 @@ pub fn undefined(_: &mut Cpu, _: &DInsn) -> R {
     Err(Stop::Fault(Fault::UD))
 }
 
+/// A floating-point or vector instruction without a handler: #NM while the
+/// guest's TS flag is set (that check comes before everything else on real
+/// hardware), else #UD.
+pub fn fpu_undefined(cpu: &mut Cpu, _: &DInsn) -> R {
+    Err(Stop::Fault(if cpu.ts { Fault::NM } else { Fault::UD }))
+}
+
+/// Whether the instruction belongs to the x87, MMX or SSE units (and so
+/// honours CR0.TS).
+fn is_fpu_class(i: &Instruction) -> bool {
+    use iced_x86::CpuidFeature as F;
+    i.cpuid_features().iter().any(|f| matches!(f, F::FPU | F::FPU287 | F::FPU387 | F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::SSE4_2 | F::FXSR))
+        || i.mnemonic() == Mnemonic::Wait
+}
+
 const AL: u32 = Register::AL as u32;
 const AH: u32 = Register::AH as u32;
 const BH: u32 = Register::BH as u32;
@@ -313,7 +328,7 @@ fn pick(i: &Instruction) -> Handler {
         M::Ud2 | M::Ud0 | M::Ud1 => undefined,
         M::Lgdt | M::Lidt | M::Lldt | M::Ltr | M::Lmsw | M::Clts | M::Invd | M::Wbinvd | M::Invlpg | M::Rdmsr | M::Wrmsr | M::Rdpmc | M::Vmcall | M::Sysenter | M::Sysexit => system::privileged,
         M::Sgdt | M::Sidt | M::Sldt | M::Str | M::Smsw => system::store_descriptor_regs,
-        _ => super::fpu::pick(i).unwrap_or(undefined),
+        _ => super::fpu::pick(i).unwrap_or(if is_fpu_class(i) { fpu_undefined } else { undefined }),
     }
 }
 
