@@ -97,10 +97,21 @@ pub fn reflect(g: &mut Guest, vec: u32, err: Option<u32>, fault_addr: u32) {
         return;
     }
     let err = if has_error_code(vec) { Some(err.unwrap_or(0)) } else { None };
-    deliver(g, gate, err);
+    // H:1025 Vectors the original host let the processor deliver by itself
+    // ("direct" traps: a trap gate for a vector below 32 other than the ones
+    // the host must see, or the system-call vector) differ in one visible
+    // way: the EFLAGS the hardware pushes is the real one, whose IF is always
+    // set, and the guest's virtual IF is left alone.
+    let direct = gate.gate_type() == 0xf && is_direct_capable(g, vec);
+    deliver(g, gate, err, direct);
 }
 
-fn deliver(g: &mut Guest, gate: IdtEntry, err: Option<u32>) {
+/// Vectors lguest let the processor deliver straight into the guest.
+fn is_direct_capable(g: &Guest, vec: u32) -> bool {
+    (vec < 32 && !matches!(vec, 6 | 7 | 13 | 14 | 0x1f)) || vec == g.syscall_vector || vec == 0x80
+}
+
+fn deliver(g: &mut Guest, gate: IdtEntry, err: Option<u32>, direct: bool) {
     let cpu_eflags = g.cpu.get_eflags();
     let old_ss = g.cpu.segs[SegReg::Ss as usize].selector as u32;
     let old_cs = g.cpu.segs[SegReg::Cs as usize].selector as u32;
@@ -109,9 +120,11 @@ fn deliver(g: &mut Guest, gate: IdtEntry, err: Option<u32>) {
     let (new_ss, mut sp) = if from_user { (g.ss1, g.esp1) } else { (old_ss, old_esp) };
     // The guest's virtual interrupt flag goes into the pushed EFLAGS.
     let mut fl = cpu_eflags;
-    if let Some(ie) = g.ld_read(ld::IRQ_ENABLED) {
-        if ie & flags::IF == 0 {
-            fl &= !flags::IF;
+    if !direct {
+        if let Some(ie) = g.ld_read(ld::IRQ_ENABLED) {
+            if ie & flags::IF == 0 {
+                fl &= !flags::IF;
+            }
         }
     }
     if from_user && (!push_word(g, &mut sp, old_ss) || !push_word(g, &mut sp, old_esp)) {
@@ -162,7 +175,7 @@ pub fn software_interrupt(g: &mut Guest, vec: u8) {
         }
         return;
     }
-    let direct_capable = (vec < 32 && !matches!(vec, 6 | 7 | 13 | 14)) || vec == g.syscall_vector || vec == 0x80;
+    let direct_capable = is_direct_capable(g, vec);
     let gate = g.idt[vec as usize];
     let dpl = if direct_capable && gate.present() { gate.dpl() } else { 0 };
     if cpl > dpl {
@@ -213,7 +226,7 @@ pub fn try_deliver(g: &mut Guest) {
     let gate = g.idt[vec as usize];
     if gate.present() {
         g.shared.irqs.fetch_and(!(1 << irq), Ordering::AcqRel);
-        deliver(g, gate, None);
+        deliver(g, gate, None, false);
     }
     g.write_timestamp();
     let rest = g.shared.irqs.load(Ordering::Acquire) & !blocked;

@@ -18,6 +18,7 @@
 pub mod bare;
 pub mod cpu;
 pub mod errors;
+pub mod host_bench;
 pub mod hypercalls;
 pub mod interrupts;
 pub mod lguest;

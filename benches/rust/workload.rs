@@ -14,6 +14,12 @@ fn hex(s: &str) -> Vec<u8> {
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "crc32".into());
+    if let Some(kind) = which.strip_prefix("host:") {
+        let n: u32 = std::env::args().nth(2).and_then(|v| v.parse().ok()).unwrap_or(1000);
+        let (insns, ns, ops) = _core::host_bench::run(kind, n).expect("known kind").expect("bench guest runs");
+        println!("{kind}: {ops} operations, {insns} guest instructions, {:.1} ns/op", ns as f64 / ops as f64);
+        return;
+    }
     let mut b = BareCpu::new();
     b.mem_map(CODE, 0x1000).unwrap();
     b.mem_map(DATA, 0x40000).unwrap();

@@ -11,6 +11,11 @@ LGUEST_IRQS: int
 PAGE_SIZE: int
 ERESTART: int
 
+def _host_bench(kind: str, n: int) -> tuple[int, int, int]:
+    """Run a host micro-benchmark guest ("sync_hypercall", "async_hypercall",
+    "pgtable_switch", "shadow_fill") repeating its operation n times; returns
+    (guest instructions, host nanoseconds, operations).  For benches/."""
+
 @final
 class Exit:
     """Why ``Cpu.run`` stopped."""
@@ -44,7 +49,9 @@ class Cpu:
         """Write a register by name: eax..edi, esp, ebp, eip, eflags, ax..di, al..bh,
         cs/ds/es/fs/gs/ss (selector only; the bare CPU keeps flat segments)."""
     def reg_read(self, name: str) -> int: ...
-    def run(self, start: int | None = None, count: int = 0, until: int | None = None) -> Exit:
+    def run(
+        self, start: int | None = None, count: int = 0, until: int | None = None
+    ) -> Exit:
         """Run from ``start`` (default: current EIP).  Stops after ``count`` instructions
         (0 = no limit) with kind ``count``, when EIP reaches ``until`` with kind ``address``,
         at ``hlt``, at a software interrupt (EIP already past it), or at an exception

@@ -254,7 +254,7 @@ impl Cpu {
         let e = self.cache.jump[user][jump_slot(lin)];
         if e.lin == lin {
             let t = &self.tlb.read[user][((lin >> 12) as usize) & (super::mem::TLB_SIZE - 1)];
-            if t.tag == lin & !0xfff && t.phys == e.phys_page {
+            if t.tag == self.tlb.tag(lin) && t.phys == e.phys_page {
                 return Ok(Decoded::Cached(e.block));
             }
         }
@@ -335,7 +335,7 @@ impl Cpu {
     }
 }
 
-/// H:230 Where a block ends.  Unconditional transfers end it; conditional
+/// H:227 Where a block ends.  Unconditional transfers end it; conditional
 /// branches do not: decoding carries on along the fall-through path, and a
 /// taken branch leaves the block early (its handler says so by returning
 /// `Stop::Taken`).  These "superblocks" cut the number of block look-ups in

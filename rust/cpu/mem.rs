@@ -27,12 +27,14 @@ use crate::mmu::Paging;
 
 pub const TLB_SIZE: usize = 1024;
 const TLB_MASK: u32 = TLB_SIZE as u32 - 1;
-/// A tag no linear page can have (page addresses have the low 12 bits clear).
-const INVALID: u32 = 1;
+/// A tag no lookup can match: its epoch (the low 12 bits) is 0, and the
+/// current epoch never is.
+const INVALID: u32 = 0;
+const EPOCH_MASK: u32 = 0xfff;
 
 #[derive(Clone, Copy)]
 pub struct TlbEntry {
-    /// Linear page address, or INVALID.
+    /// Linear page address ORed with the epoch it was made in, or INVALID.
     pub tag: u32,
     /// Guest-physical page address, for invalidation by physical page.
     pub phys: u32,
@@ -42,10 +44,16 @@ pub struct TlbEntry {
 
 const EMPTY: TlbEntry = TlbEntry { tag: INVALID, phys: 0, addend: 0 };
 
+/// H:405 Flushing the whole TLB happens on every address-space switch, so
+/// it must be cheap: each entry's tag carries the "epoch" it was made in (in
+/// the low 12 bits, which a page address leaves free), and a flush just
+/// starts a new epoch.  Only every 4095th flush has to clear the arrays.
 pub struct Tlb {
     /// [user][index]
     pub read: Box<[[TlbEntry; TLB_SIZE]; 2]>,
     pub write: Box<[[TlbEntry; TLB_SIZE]; 2]>,
+    /// Current epoch, 1..=0xfff.
+    pub epoch: u32,
 }
 
 impl Default for Tlb {
@@ -56,18 +64,28 @@ impl Default for Tlb {
 
 impl Tlb {
     pub fn new() -> Self {
-        Tlb { read: Box::new([[EMPTY; TLB_SIZE]; 2]), write: Box::new([[EMPTY; TLB_SIZE]; 2]) }
+        Tlb { read: Box::new([[EMPTY; TLB_SIZE]; 2]), write: Box::new([[EMPTY; TLB_SIZE]; 2]), epoch: 1 }
+    }
+
+    /// The tag a valid entry for linear address `lin` has now.
+    #[inline(always)]
+    pub fn tag(&self, lin: u32) -> u32 {
+        (lin & !0xfff) | self.epoch
     }
 
     pub fn flush(&mut self) {
-        for set in self.read.iter_mut().chain(self.write.iter_mut()) {
-            set.fill(EMPTY);
+        self.epoch += 1;
+        if self.epoch > EPOCH_MASK {
+            for set in self.read.iter_mut().chain(self.write.iter_mut()) {
+                set.fill(EMPTY);
+            }
+            self.epoch = 1;
         }
     }
 
     pub fn flush_page(&mut self, lin: u32) {
         let i = ((lin >> 12) & TLB_MASK) as usize;
-        let tag = lin & !0xfff;
+        let tag = self.tag(lin);
         for set in self.read.iter_mut().chain(self.write.iter_mut()) {
             if set[i].tag == tag {
                 set[i] = EMPTY;
@@ -77,9 +95,10 @@ impl Tlb {
 
     /// Drop every write entry that points at guest-physical page `phys`.
     pub fn drop_writes_to(&mut self, phys: u32) {
+        let epoch = self.epoch;
         for set in self.write.iter_mut() {
             for e in set.iter_mut() {
-                if e.tag != INVALID && e.phys == phys {
+                if e.tag & EPOCH_MASK == epoch && e.phys == phys {
                     *e = EMPTY;
                 }
             }
@@ -143,7 +162,7 @@ macro_rules! fast_read {
         #[inline(always)]
         pub fn $name(&mut self, lin: u32) -> Result<$ty, Fault> {
             let e = &self.tlb.read[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
-            if e.tag == lin & !0xfff && (lin & 0xfff) <= 0x1000 - $n {
+            if e.tag == self.tlb.tag(lin) && (lin & 0xfff) <= 0x1000 - $n {
                 // SAFETY: the TLB entry was made from a page that passed the
                 // memory bounds check, and the access stays inside that page.
                 return Ok(unsafe { std::ptr::read_unaligned(e.addend.wrapping_add(lin as usize) as *const $ty) });
@@ -160,7 +179,7 @@ macro_rules! fast_write {
         #[inline(always)]
         pub fn $name(&mut self, lin: u32, v: $ty) -> Result<(), Fault> {
             let e = &self.tlb.write[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
-            if e.tag == lin & !0xfff && (lin & 0xfff) <= 0x1000 - $n {
+            if e.tag == self.tlb.tag(lin) && (lin & 0xfff) <= 0x1000 - $n {
                 // SAFETY: as for reads; write entries exist only for pages the
                 // guest may write that hold no decoded code.
                 unsafe { std::ptr::write_unaligned(e.addend.wrapping_add(lin as usize) as *mut $ty, v) };
@@ -306,7 +325,7 @@ impl Cpu {
             Mmu::Paged(p) => p.translate(lin, access, user)?,
         };
         let idx = ((lin >> 12) & TLB_MASK) as usize;
-        let entry = TlbEntry { tag: lin & !0xfff, phys: t.phys, addend: (t.host as usize).wrapping_sub((lin & !0xfff) as usize) };
+        let entry = TlbEntry { tag: self.tlb.tag(lin), phys: t.phys, addend: (t.host as usize).wrapping_sub((lin & !0xfff) as usize) };
         match access {
             Access::Read | Access::Fetch => self.tlb.read[user as usize][idx] = entry,
             Access::Write => {

@@ -25,6 +25,18 @@ pub(crate) fn guard<T>(what: &str, f: impl FnOnce() -> PyResult<T>) -> PyResult<
     }
 }
 
+/// Run a host micro-benchmark guest: (guest instructions, host ns, operations).
+#[pyfunction]
+fn _host_bench(py: Python<'_>, kind: &str, n: u32) -> PyResult<(u64, u64, u64)> {
+    let kind = kind.to_string();
+    let r = py.detach(move || guard("_host_bench", || Ok(crate::host_bench::run(&kind, n))))?;
+    match r {
+        None => Err(pyo3::exceptions::PyValueError::new_err("unknown benchmark kind")),
+        Some(Err(e)) => Err(pyo3::exceptions::PyRuntimeError::new_err(e)),
+        Some(Ok(v)) => Ok(v),
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Panics are caught and reported by `guard`; keep the default hook from
@@ -35,6 +47,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LGUEST_IRQS", crate::lguest::LGUEST_IRQS)?;
     m.add("PAGE_SIZE", crate::memory::PAGE_SIZE)?;
     m.add("ERESTART", crate::lguest::ERESTART)?;
+    m.add_function(wrap_pyfunction!(_host_bench, m)?)?;
     bare::register(m)?;
     guest::register(m)?;
     Ok(())
