@@ -61,6 +61,11 @@ impl F {
     pub fn is_nan(&self) -> bool {
         matches!(self.kind, Kind::QNaN | Kind::SNaN)
     }
+    /// NaN or unsupported: the operand makes the result a NaN before any
+    /// denormal check happens.
+    pub fn is_nanlike(&self) -> bool {
+        matches!(self.kind, Kind::QNaN | Kind::SNaN | Kind::Bad)
+    }
     pub fn quiet(mut self) -> F {
         if self.kind == Kind::SNaN {
             self.kind = Kind::QNaN;
@@ -490,9 +495,12 @@ pub fn round_to_int(env: &mut Env, a: F, rc: u8) -> F {
         Kind::Bad => invalid(env),
         Kind::QNaN | Kind::SNaN => propagate(env, a, a),
         Kind::Finite if a.exp < 63 => {
-            let (k, inexact, _) = round_bits((a.sig as u128) << 64, (127 - a.exp) as u32, a.sign, rc);
+            let (k, inexact, up) = round_bits((a.sig as u128) << 64, (127 - a.exp) as u32, a.sign, rc);
             if inexact {
                 env.flags |= PE;
+            }
+            if up {
+                env.flags |= UP;
             }
             if k == 0 {
                 return F::zero(a.sign);
@@ -514,7 +522,7 @@ pub fn to_int(env: &mut Env, a: F, rc: u8, bits: u32) -> Option<i64> {
                 env.flags |= IE;
                 return None;
             }
-            let (k, inexact, _) = round_bits((a.sig as u128) << 64, (127 - a.exp) as u32, a.sign, rc);
+            let (k, inexact, up) = round_bits((a.sig as u128) << 64, (127 - a.exp) as u32, a.sign, rc);
             let limit = 1u128 << (bits - 1);
             if k > limit || (k == limit && !a.sign) {
                 env.flags |= IE;
@@ -522,6 +530,9 @@ pub fn to_int(env: &mut Env, a: F, rc: u8, bits: u32) -> Option<i64> {
             }
             if inexact {
                 env.flags |= PE;
+            }
+            if up {
+                env.flags |= UP;
             }
             Some(if a.sign { (k as i128).wrapping_neg() as i64 } else { k as i64 })
         }

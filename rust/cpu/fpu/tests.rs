@@ -24,3 +24,184 @@ fn fld1_fadd_fstp() {
     assert_eq!(b.cpu.fpu.top, 0);
     assert_eq!(b.cpu.fpu.empty, 0xff);
 }
+
+/// A small deterministic generator for test inputs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// An 80-bit value biased towards the interesting corners.
+    pub fn f80(&mut self) -> (u64, u16) {
+        let r = self.next();
+        let sign = ((r & 1) as u16) << 15;
+        let exp = match (r >> 1) % 16 {
+            0 => 0,
+            1 => 1,
+            2 => 0x7fff,
+            3 => 0x7ffe,
+            4 => 0x3fff - 16382 + (self.next() % 80) as u16,
+            5 => 0x3fff + 16000 + (self.next() % 384) as u16,
+            6 => 0x3fff - 1022 - (self.next() % 70) as u16,
+            7 => 0x3fff + 1020 + (self.next() % 8) as u16,
+            8 => 0x3fff - 126 - (self.next() % 30) as u16,
+            _ => 0x3fff - 40 + (self.next() % 80) as u16,
+        };
+        let sig = match (r >> 5) % 8 {
+            0 => 1 << 63,
+            1 => !0,
+            2 => (1 << 63) | (self.next() & 0xffff),
+            3 => (1 << 63) | (self.next() << 40),
+            4 => self.next() >> (self.next() % 64),
+            _ => self.next() | 1 << 63,
+        };
+        let sig = if exp == 0 && (r >> 9) % 4 != 0 { sig >> 1 } else if exp != 0 && (r >> 9) % 64 != 0 { sig | 1 << 63 } else { sig };
+        (sig, sign | exp)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod host {
+    //! The host processor as the oracle: the same operation run natively
+    //! (x87 and SSE are there in 64-bit mode too) and on the interpreter.
+    use super::*;
+    use crate::cpu::fpu::Reg;
+
+    fn le80(v: (u64, u16)) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&v.0.to_le_bytes());
+        b[8..10].copy_from_slice(&v.1.to_le_bytes());
+        b
+    }
+
+    macro_rules! host_x87 {
+        ($insn:literal, $cw:expr, $a:expr, $b:expr) => {{
+            let cw: u16 = $cw;
+            let a = le80($a);
+            let b = le80($b);
+            let mut out = [0u8; 16];
+            let mut sw: u16 = 0;
+            // SAFETY: the asm only touches the x87 state (left reset by
+            // fninit) and the buffers passed in.
+            unsafe {
+                core::arch::asm!(
+                    "fninit",
+                    "fldcw word ptr [{cw}]",
+                    "fld tbyte ptr [{b}]",
+                    "fld tbyte ptr [{a}]",
+                    $insn,
+                    "fnstsw word ptr [{sw}]",
+                    "fstp tbyte ptr [{o}]",
+                    "fninit",
+                    cw = in(reg) &cw, a = in(reg) a.as_ptr(), b = in(reg) b.as_ptr(),
+                    o = in(reg) out.as_mut_ptr(), sw = in(reg) &mut sw,
+                );
+            }
+            (u64::from_le_bytes(out[..8].try_into().unwrap()), u16::from_le_bytes([out[8], out[9]]), sw)
+        }};
+    }
+
+    /// Run `insn` (machine code) on the interpreter with ST0=a, ST1=b.
+    fn ours(insn: &[u8], cw: u16, a: (u64, u16), b: (u64, u16)) -> (u64, u16, u16) {
+        let mut code = insn.to_vec();
+        // fnstsw [0x8100]
+        code.extend_from_slice(&[0xdd, 0x3d, 0, 0x81, 0, 0]);
+        let mut bc = BareCpu::new();
+        bc.mem_map(0x1000, 0x1000).unwrap();
+        bc.mem_map(0x8000, 0x1000).unwrap();
+        bc.mem_write(0x1000, &code).unwrap();
+        let f = &mut bc.cpu.fpu;
+        f.cw = cw;
+        f.top = 6;
+        f.empty = 0x3f;
+        f.r[6] = Reg { sig: a.0, se: a.1 };
+        f.r[7] = Reg { sig: b.0, se: b.1 };
+        let e = bc.run(Some(0x1000), 0, Some(0x1000 + code.len() as u32));
+        assert_eq!(e, Exit::Address);
+        let sw = u16::from_le_bytes(bc.mem_read(0x8100, 2).unwrap().try_into().unwrap());
+        let r = bc.cpu.fpu.st_reg(0);
+        (r.sig, r.se, sw)
+    }
+
+    fn check(name: &str, insn: &[u8], host: impl Fn(u16, (u64, u16), (u64, u16)) -> (u64, u16, u16), n: usize, swmask: u16) {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ insn.iter().fold(7u64, |h, &b| h * 31 + b as u64));
+        let mut bad = 0;
+        for k in 0..n {
+            let a = rng.f80();
+            let b = if k % 5 == 0 { a } else { rng.f80() };
+            let cw = 0x3f | 0x40 | ((rng.next() % 4) as u16) << 10 | [0u16, 2, 3][(rng.next() % 3) as usize] << 8;
+            let h = host(cw, a, b);
+            let o = ours(insn, cw, a, b);
+            if (h.0, h.1, h.2 & swmask) != (o.0, o.1, o.2 & swmask) {
+                bad += 1;
+                if bad < 10 {
+                    eprintln!("{name} cw={cw:04x} a={:04x}:{:016x} b={:04x}:{:016x}: host {:04x}:{:016x} sw {:04x}, ours {:04x}:{:016x} sw {:04x}", a.1, a.0, b.1, b.0, h.1, h.0, h.2, o.1, o.0, o.2);
+                }
+            }
+        }
+        assert_eq!(bad, 0, "{name}: {bad} of {n} differ from the host");
+    }
+
+    const SW_ALL: u16 = 0x47ff;
+    const SW_FLAGS: u16 = 0x007f;
+
+    #[test]
+    fn x87_arith_vs_host() {
+        check("fadd", &[0xd8, 0xc1], |c, a, b| host_x87!("fadd st, st(1)", c, a, b), 20000, SW_ALL);
+        check("fsub", &[0xd8, 0xe1], |c, a, b| host_x87!("fsub st, st(1)", c, a, b), 20000, SW_ALL);
+        check("fsubr", &[0xd8, 0xe9], |c, a, b| host_x87!("fsubr st, st(1)", c, a, b), 5000, SW_ALL);
+        check("fmul", &[0xd8, 0xc9], |c, a, b| host_x87!("fmul st, st(1)", c, a, b), 20000, SW_ALL);
+        check("fdiv", &[0xd8, 0xf1], |c, a, b| host_x87!("fdiv st, st(1)", c, a, b), 20000, SW_ALL);
+        check("fdivr", &[0xd8, 0xf9], |c, a, b| host_x87!("fdivr st, st(1)", c, a, b), 5000, SW_ALL);
+        check("fsqrt", &[0xd9, 0xfa], |c, a, b| host_x87!("fsqrt", c, a, b), 20000, SW_ALL);
+    }
+
+    #[test]
+    fn x87_misc_vs_host() {
+        check("frndint", &[0xd9, 0xfc], |c, a, b| host_x87!("frndint", c, a, b), 10000, SW_ALL);
+        check("fscale", &[0xd9, 0xfd], |c, a, b| host_x87!("fscale", c, a, b), 10000, SW_ALL);
+        check("fprem", &[0xd9, 0xf8], |c, a, b| host_x87!("fprem", c, a, b), 10000, SW_ALL);
+        check("fprem1", &[0xd9, 0xf5], |c, a, b| host_x87!("fprem1", c, a, b), 10000, SW_ALL);
+        check("fxam", &[0xd9, 0xe5], |c, a, b| host_x87!("fxam", c, a, b), 5000, SW_ALL);
+        check("fcom", &[0xd8, 0xd1], |c, a, b| host_x87!("fcom st(1)", c, a, b), 5000, SW_ALL);
+        check("fucom", &[0xdd, 0xe1], |c, a, b| host_x87!("fucom st(1)", c, a, b), 5000, SW_ALL);
+        check("ftst", &[0xd9, 0xe4], |c, a, b| host_x87!("ftst", c, a, b), 5000, SW_ALL);
+        check("fxch", &[0xd9, 0xc9], |c, a, b| host_x87!("fxch st(1)", c, a, b), 500, SW_ALL);
+        check("fchs", &[0xd9, 0xe0], |c, a, b| host_x87!("fchs", c, a, b), 500, SW_ALL);
+        check("fabs", &[0xd9, 0xe1], |c, a, b| host_x87!("fabs", c, a, b), 500, SW_ALL);
+    }
+
+    #[test]
+    fn x87_constants_vs_host() {
+        let consts: [(&str, u8); 7] = [("fld1", 0xe8), ("fldl2t", 0xe9), ("fldl2e", 0xea), ("fldpi", 0xeb), ("fldlg2", 0xec), ("fldln2", 0xed), ("fldz", 0xee)];
+        for (name, op) in consts {
+            // fstp st(0) twice, then load the constant: ST1=a, ST0=const.
+            let insn = [0xdd, 0xd8, 0xdd, 0xd8, 0xd9, op];
+            let host = |c: u16, a: (u64, u16), b: (u64, u16)| match op {
+                0xe8 => host_x87!("fstp st(0)\nfstp st(0)\nfld1", c, a, b),
+                0xe9 => host_x87!("fstp st(0)\nfstp st(0)\nfldl2t", c, a, b),
+                0xea => host_x87!("fstp st(0)\nfstp st(0)\nfldl2e", c, a, b),
+                0xeb => host_x87!("fstp st(0)\nfstp st(0)\nfldpi", c, a, b),
+                0xec => host_x87!("fstp st(0)\nfstp st(0)\nfldlg2", c, a, b),
+                0xed => host_x87!("fstp st(0)\nfstp st(0)\nfldln2", c, a, b),
+                _ => host_x87!("fstp st(0)\nfstp st(0)\nfldz", c, a, b),
+            };
+            check(name, &insn, host, 200, SW_ALL);
+        }
+    }
+
+    #[test]
+    fn x87_stores_vs_host() {
+        // fst to memory and reload, so the register shows the rounded value.
+        // fst dword [0x8200]; fld dword [0x8200]
+        check("fst m32", &[0xd9, 0x15, 0, 0x82, 0, 0, 0xd9, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfst dword ptr [rsp]\nfld dword ptr [rsp]\nadd rsp, 16", c, a, b), 20000, SW_FLAGS);
+        check("fst m64", &[0xdd, 0x15, 0, 0x82, 0, 0, 0xdd, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfst qword ptr [rsp]\nfld qword ptr [rsp]\nadd rsp, 16", c, a, b), 20000, SW_FLAGS);
+        check("fist m32", &[0xdb, 0x15, 0, 0x82, 0, 0, 0xdb, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfist dword ptr [rsp]\nfild dword ptr [rsp]\nadd rsp, 16", c, a, b), 20000, SW_FLAGS);
+        check("fistp m64", &[0xdf, 0x3d, 0, 0x82, 0, 0, 0xdf, 0x2d, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfistp qword ptr [rsp]\nfild qword ptr [rsp]\nadd rsp, 16", c, a, b), 20000, SW_FLAGS);
+        check("fist m16", &[0xdf, 0x15, 0, 0x82, 0, 0, 0xdf, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfist word ptr [rsp]\nfild word ptr [rsp]\nadd rsp, 16", c, a, b), 10000, SW_FLAGS);
+    }
+}

@@ -103,7 +103,11 @@ impl Fpu {
     /// True if an unmasked invalid, denormal or zero-divide exception means
     /// the destination must stay as it was.
     #[inline]
-    pub fn commit(&mut self, flags: u32) -> bool {
+    pub fn commit(&mut self, mut flags: u32) -> bool {
+        // An invalid operation hides a denormal operand (it is checked first).
+        if flags & sf::IE != 0 {
+            flags &= !sf::DE;
+        }
         self.sw &= !SW_C1;
         if flags & sf::UP != 0 {
             self.sw |= SW_C1;
@@ -339,7 +343,7 @@ fn farith<const OP: u8, const K: u8, const POP: bool>(cpu: &mut Cpu, d: &DInsn) 
         F::INDEFINITE
     } else {
         let (a, aden) = fpu.st(dst);
-        if aden || s.den {
+        if (aden || s.den) && !a.is_nanlike() && !s.f.is_nanlike() {
             env.flags |= sf::DE;
         }
         let fmt = fpu.prec();
@@ -393,7 +397,7 @@ fn unary<const OP: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
             return Ok(());
         }
         SQRT => {
-            if den {
+            if den && !a.is_nanlike() {
                 env.flags |= sf::DE;
             }
             let fmt = fpu.prec();
@@ -424,7 +428,7 @@ fn fscale(cpu: &mut Cpu, d: &DInsn) -> R {
         F::INDEFINITE
     } else {
         let ((a, ad), (b, bd)) = (fpu.st(0), fpu.st(1));
-        if ad || bd {
+        if (ad || bd) && !a.is_nanlike() && !b.is_nanlike() {
             env.flags |= sf::DE;
         }
         if a.kind == Kind::Bad || b.kind == Kind::Bad {

@@ -50,7 +50,7 @@ fn fcom<const K: u8, const POPS: u8, const UNORD: bool, const EFL: bool>(cpu: &m
         None
     } else {
         let (a, aden) = fpu.st(a_reg);
-        if aden || s.den {
+        if (aden || s.den) && !a.is_nanlike() && !s.f.is_nanlike() {
             env.flags |= sf::DE;
         }
         sf::compare(&mut env, a, s.f, !UNORD)
@@ -141,7 +141,7 @@ fn fprem<const IEEE: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
         return Ok(());
     }
     let ((a, ad), (b, bd)) = (fpu.st(0), fpu.st(1));
-    if ad || bd {
+    if (ad || bd) && !a.is_nanlike() && !b.is_nanlike() {
         env.flags |= sf::DE;
     }
     let mut q: u64 = 0;
@@ -295,7 +295,7 @@ fn func2<const OP: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
         F::INDEFINITE
     } else {
         let ((x, xd), (y, yd)) = (fpu.st(0), fpu.st(1));
-        if xd || yd {
+        if (xd || yd) && !x.is_nanlike() && !y.is_nanlike() {
             env.flags |= sf::DE;
         }
         if x.kind == Kind::Bad || y.kind == Kind::Bad {
