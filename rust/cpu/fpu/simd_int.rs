@@ -236,7 +236,7 @@ pub fn compute<const OP: u8>(a: u128, c: u128, n: usize) -> u128 {
             let mut r = 0u128;
             for i in 0..2 * half {
                 let src = if i < half { lane(a, i, b) } else { lane(c, i - half, b) };
-                r |= (sat(sext(src, b), b / 2) as u128) << (i * b * 4);
+                r |= ((sat(sext(src, b), b / 2) & mask(b / 2)) as u128) << (i * b * 4);
             }
             r
         }

@@ -39,7 +39,7 @@ pub fn env(cpu: &Cpu) -> Env {
 /// Record flags; an unmasked one raises #XM before the result is written.
 #[inline]
 pub fn commit(cpu: &mut Cpu, flags: u32) -> R {
-    let f = flags & 0x3f;
+    let f = flags & 0x3f & !NAN_SEEN;
     if f != 0 {
         cpu.fpu.mxcsr |= f;
         if f & !(cpu.fpu.mxcsr >> 7) & 0x3f != 0 {
@@ -55,7 +55,27 @@ fn unpack(env: &mut Env, bits: u64, dbl: bool) -> F {
     if den {
         env.flags |= sf::DE;
     }
+    if f.is_nan() {
+        env.flags |= NAN_SEEN;
+    }
     f
+}
+
+/// Internal flag: a lane had a NaN operand (which hides DE, see `in_lane`).
+const NAN_SEEN: u32 = 0x1000;
+
+/// Run one lane's computation with its own flags: within a lane an invalid
+/// operation hides a denormal operand (it is checked first), but the flags
+/// of different lanes simply accumulate.
+#[inline(always)]
+fn in_lane<T>(env: &mut Env, f: impl FnOnce(&mut Env) -> T) -> T {
+    let mut le = Env { flags: 0, ..*env };
+    let r = f(&mut le);
+    if le.flags & (sf::IE | sf::ZE | NAN_SEEN) != 0 {
+        le.flags &= !sf::DE;
+    }
+    env.flags |= le.flags & !NAN_SEEN;
+    r
 }
 
 #[inline(always)]
@@ -104,7 +124,8 @@ const SQRT: u8 = 6;
 
 #[inline(always)]
 fn lane_op<const OP: u8>(env: &mut Env, x: u64, y: u64, dbl: bool) -> u64 {
-    let a = unpack(env, x, dbl);
+    // sqrt has one operand: the destination's old lane is not read.
+    let a = if OP == SQRT { F::zero(false) } else { unpack(env, x, dbl) };
     let b = unpack(env, y, dbl);
     let f = fmt(dbl);
     let r = match OP {
@@ -117,7 +138,8 @@ fn lane_op<const OP: u8>(env: &mut Env, x: u64, y: u64, dbl: bool) -> u64 {
             // minps/maxps: any NaN (and equal zeros) give the second operand.
             if a.is_nan() || b.is_nan() {
                 env.flags |= sf::IE;
-                return y;
+                // The second operand as-is, but after DAZ.
+                return if b.is_nan() { y } else { pack(b, dbl) };
             }
             let lt = sf::compare(env, a, b, true) == Some(std::cmp::Ordering::Less);
             let gt = sf::compare(env, a, b, true) == Some(std::cmp::Ordering::Greater);
@@ -144,7 +166,7 @@ fn arith<const OP: u8, const DBL: bool, const PACKED: bool>(cpu: &mut Cpu, d: &D
     };
     let mut r = a;
     for k in 0..lanes {
-        let v = lane_op::<OP>(&mut e, get(a, k, DBL), get(b, k, DBL), DBL);
+        let v = in_lane(&mut e, |e| lane_op::<OP>(e, get(a, k, DBL), get(b, k, DBL), DBL));
         r = put(r, k, DBL, v);
     }
     commit(cpu, e.flags)?;
@@ -188,7 +210,7 @@ fn cmp<const DBL: bool, const PACKED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
     };
     let mut r = a;
     for k in 0..lanes {
-        let t = predicate(&mut e, get(a, k, DBL), get(b, k, DBL), DBL, imm);
+        let t = in_lane(&mut e, |e| predicate(e, get(a, k, DBL), get(b, k, DBL), DBL, imm));
         r = put(r, k, DBL, if t { !0 } else { 0 });
     }
     commit(cpu, e.flags)?;
@@ -205,6 +227,9 @@ fn comis<const DBL: bool, const SIGNALLING: bool>(cpu: &mut Cpu, d: &DInsn) -> R
     let x = unpack(&mut e, get(a, 0, DBL), DBL);
     let y = unpack(&mut e, get(b, 0, DBL), DBL);
     let o = sf::compare(&mut e, x, y, SIGNALLING);
+    if e.flags & (sf::IE | NAN_SEEN) != 0 {
+        e.flags &= !sf::DE;
+    }
     commit(cpu, e.flags)?;
     use std::cmp::Ordering::*;
     let bits = match o {
@@ -224,7 +249,13 @@ fn comis<const DBL: bool, const SIGNALLING: bool>(cpu: &mut Cpu, d: &DInsn) -> R
 /// integer indefinite 0x80000000.
 #[inline]
 fn f2i(env: &mut Env, bits: u64, dbl: bool, trunc: bool) -> u32 {
+    in_lane(env, |env| f2i_lane(env, bits, dbl, trunc))
+}
+
+fn f2i_lane(env: &mut Env, bits: u64, dbl: bool, trunc: bool) -> u32 {
+    // Conversions to integer do not report denormal operands.
     let a = unpack(env, bits, dbl);
+    env.flags &= !sf::DE;
     let rc = if trunc { sf::RZ } else { env.rc };
     match sf::to_int(env, a, rc, 32) {
         Some(v) => v as u32,
@@ -240,6 +271,10 @@ fn i2f(env: &mut Env, v: i32, dbl: bool) -> u64 {
 /// Change precision, quieting SNaNs (which raises IE).
 #[inline]
 fn f2f(env: &mut Env, bits: u64, from_dbl: bool) -> u64 {
+    in_lane(env, |env| f2f_lane(env, bits, from_dbl))
+}
+
+fn f2f_lane(env: &mut Env, bits: u64, from_dbl: bool) -> u64 {
     let a = unpack(env, bits, from_dbl);
     let r = if a.is_nan() {
         if a.kind == Kind::SNaN {

@@ -205,3 +205,215 @@ mod host {
         check("fist m16", &[0xdf, 0x15, 0, 0x82, 0, 0, 0xdf, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfist word ptr [rsp]\nfild word ptr [rsp]\nadd rsp, 16", c, a, b), 10000, SW_FLAGS);
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+mod host_sse {
+    //! SSE/SSE2 scalar and packed operations against the host, with random
+    //! MXCSR rounding modes, FTZ and DAZ (all exceptions masked).
+    use super::*;
+
+    macro_rules! host_sse {
+        ($insn:literal, $mx:expr, $a:expr, $b:expr) => {{
+            let mx: u32 = $mx;
+            let a: u128 = $a;
+            let b: u128 = $b;
+            let mut out: u128 = 0;
+            let mut mxo: u32 = 0;
+            let mut fl: u64;
+            let mut gpr: u64;
+            // SAFETY: saves and restores the host MXCSR around the operation;
+            // touches only xmm0/xmm1, eax and the buffers passed in.
+            unsafe {
+                core::arch::asm!(
+                    "sub rsp, 8",
+                    "stmxcsr [rsp]",
+                    "ldmxcsr [{mx}]",
+                    "movdqu xmm0, [{a}]",
+                    "movdqu xmm1, [{b}]",
+                    "xor eax, eax",
+                    $insn,
+                    "pushfq",
+                    "pop {fl}",
+                    "movdqu [{o}], xmm0",
+                    "stmxcsr [{mxo}]",
+                    "ldmxcsr [rsp]",
+                    "add rsp, 8",
+                    mx = in(reg) &mx, a = in(reg) &a, b = in(reg) &b, o = in(reg) &mut out,
+                    mxo = in(reg) &mut mxo, fl = out(reg) fl, out("rax") gpr, out("xmm0") _, out("xmm1") _,
+                );
+            }
+            (out, mxo, (fl & 0x8d5) as u32, gpr as u32)
+        }};
+    }
+
+    fn ours(insn: &[u8], mx: u32, a: u128, b: u128) -> (u128, u32, u32, u32) {
+        let mut bc = BareCpu::new();
+        bc.mem_map(0x1000, 0x1000).unwrap();
+        bc.mem_write(0x1000, insn).unwrap();
+        bc.cpu.fpu.mxcsr = mx;
+        bc.cpu.fpu.xmm[0] = a;
+        bc.cpu.fpu.xmm[1] = b;
+        bc.reg_write("eax", 0).unwrap();
+        // What the host's `xor eax, eax` leaves: ZF and PF.
+        bc.reg_write("eflags", 0x44).unwrap();
+        let e = bc.run(Some(0x1000), 0, Some(0x1000 + insn.len() as u32));
+        assert_eq!(e, Exit::Address);
+        (bc.cpu.fpu.xmm[0], bc.cpu.fpu.mxcsr, bc.reg_read("eflags").unwrap() as u32 & 0x8d5, bc.cpu.regs[0])
+    }
+
+    fn f32s(r: &mut Rng) -> u32 {
+        let x = r.next();
+        let e: u32 = match x % 8 {
+            0 => 0,
+            1 => 255,
+            2 => 1,
+            3 => 254,
+            _ => 127 - 30 + (r.next() % 60) as u32,
+        };
+        let f = match (x >> 3) % 4 {
+            0 => 0,
+            1 => 0x7fffff,
+            _ => r.next() as u32 & 0x7fffff,
+        };
+        ((x >> 8) as u32 & 1) << 31 | e << 23 | f
+    }
+
+    fn f64s(r: &mut Rng) -> u64 {
+        let x = r.next();
+        let e: u64 = match x % 8 {
+            0 => 0,
+            1 => 2047,
+            2 => 1,
+            3 => 2046,
+            4 => 1023 - 126 - (r.next() % 30),
+            _ => 1023 - 40 + (r.next() % 80),
+        };
+        let f = match (x >> 3) % 4 {
+            0 => 0,
+            1 => (1 << 52) - 1,
+            _ => r.next() & ((1 << 52) - 1),
+        };
+        (x >> 8 & 1) << 63 | e << 52 | f
+    }
+
+    fn vec(r: &mut Rng, dbl: bool) -> u128 {
+        if dbl {
+            f64s(r) as u128 | (f64s(r) as u128) << 64
+        } else {
+            (0..4).fold(0u128, |v, k| v | (f32s(r) as u128) << (32 * k))
+        }
+    }
+
+    fn check(name: &str, insn: &[u8], dbl: bool, host: impl Fn(u32, u128, u128) -> (u128, u32, u32, u32), n: usize) {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ insn.iter().fold(3u64, |h, &b| h * 131 + b as u64));
+        let mut bad = 0;
+        for k in 0..n {
+            let a = vec(&mut rng, dbl);
+            let b = if k % 7 == 0 { a } else { vec(&mut rng, dbl) };
+            let mx = 0x1f80 | ((rng.next() % 4) as u32) << 13 | if rng.next() % 4 == 0 { 0x8000 } else { 0 } | if rng.next() % 4 == 0 { 0x40 } else { 0 };
+            let h = host(mx, a, b);
+            let o = ours(insn, mx, a, b);
+            if h != o {
+                bad += 1;
+                if bad < 8 {
+                    eprintln!("{name} mx={mx:04x} a={a:032x} b={b:032x}: host {:032x} {:04x} fl {:x} eax {:x}; ours {:032x} {:04x} fl {:x} eax {:x}", h.0, h.1, h.2, h.3, o.0, o.1, o.2, o.3);
+                }
+            }
+        }
+        assert_eq!(bad, 0, "{name}: {bad} of {n} differ from the host");
+    }
+
+    macro_rules! t {
+        ($name:literal, $bytes:expr, $dbl:expr, $n:expr) => {
+            check($name, &$bytes, $dbl, |m, a, b| host_sse!($name, m, a, b), $n)
+        };
+    }
+
+    #[test]
+    fn sse_arith_vs_host() {
+        t!("addps xmm0, xmm1", [0x0f, 0x58, 0xc1], false, 5000);
+        t!("subss xmm0, xmm1", [0xf3, 0x0f, 0x5c, 0xc1], false, 5000);
+        t!("mulps xmm0, xmm1", [0x0f, 0x59, 0xc1], false, 5000);
+        t!("divps xmm0, xmm1", [0x0f, 0x5e, 0xc1], false, 5000);
+        t!("sqrtps xmm0, xmm1", [0x0f, 0x51, 0xc1], false, 5000);
+        t!("minps xmm0, xmm1", [0x0f, 0x5d, 0xc1], false, 3000);
+        t!("maxss xmm0, xmm1", [0xf3, 0x0f, 0x5f, 0xc1], false, 3000);
+        t!("addpd xmm0, xmm1", [0x66, 0x0f, 0x58, 0xc1], true, 5000);
+        t!("subsd xmm0, xmm1", [0xf2, 0x0f, 0x5c, 0xc1], true, 5000);
+        t!("mulpd xmm0, xmm1", [0x66, 0x0f, 0x59, 0xc1], true, 5000);
+        t!("divsd xmm0, xmm1", [0xf2, 0x0f, 0x5e, 0xc1], true, 5000);
+        t!("sqrtpd xmm0, xmm1", [0x66, 0x0f, 0x51, 0xc1], true, 5000);
+        t!("minpd xmm0, xmm1", [0x66, 0x0f, 0x5d, 0xc1], true, 3000);
+        t!("maxpd xmm0, xmm1", [0x66, 0x0f, 0x5f, 0xc1], true, 3000);
+    }
+
+    #[test]
+    fn sse_compare_convert_vs_host() {
+        t!("cmpps xmm0, xmm1, 1", [0x0f, 0xc2, 0xc1, 1], false, 3000);
+        t!("cmpps xmm0, xmm1, 4", [0x0f, 0xc2, 0xc1, 4], false, 3000);
+        t!("cmppd xmm0, xmm1, 6", [0x66, 0x0f, 0xc2, 0xc1, 6], true, 3000);
+        t!("cmpsd xmm0, xmm1, 3", [0xf2, 0x0f, 0xc2, 0xc1, 3], true, 3000);
+        t!("ucomiss xmm0, xmm1", [0x0f, 0x2e, 0xc1], false, 3000);
+        t!("comiss xmm0, xmm1", [0x0f, 0x2f, 0xc1], false, 3000);
+        t!("ucomisd xmm0, xmm1", [0x66, 0x0f, 0x2e, 0xc1], true, 3000);
+        t!("comisd xmm0, xmm1", [0x66, 0x0f, 0x2f, 0xc1], true, 3000);
+        t!("cvtss2sd xmm0, xmm1", [0xf3, 0x0f, 0x5a, 0xc1], false, 3000);
+        t!("cvtsd2ss xmm0, xmm1", [0xf2, 0x0f, 0x5a, 0xc1], true, 5000);
+        t!("cvtps2pd xmm0, xmm1", [0x0f, 0x5a, 0xc1], false, 3000);
+        t!("cvtpd2ps xmm0, xmm1", [0x66, 0x0f, 0x5a, 0xc1], true, 5000);
+        t!("cvtps2dq xmm0, xmm1", [0x66, 0x0f, 0x5b, 0xc1], false, 5000);
+        t!("cvttps2dq xmm0, xmm1", [0xf3, 0x0f, 0x5b, 0xc1], false, 5000);
+        t!("cvtdq2ps xmm0, xmm1", [0x0f, 0x5b, 0xc1], false, 5000);
+        t!("cvtpd2dq xmm0, xmm1", [0xf2, 0x0f, 0xe6, 0xc1], true, 5000);
+        t!("cvttpd2dq xmm0, xmm1", [0x66, 0x0f, 0xe6, 0xc1], true, 5000);
+        t!("cvtdq2pd xmm0, xmm1", [0xf3, 0x0f, 0xe6, 0xc1], false, 3000);
+        t!("cvtss2si eax, xmm1", [0xf3, 0x0f, 0x2d, 0xc1], false, 5000);
+        t!("cvttsd2si eax, xmm1", [0xf2, 0x0f, 0x2c, 0xc1], true, 5000);
+    }
+
+    #[test]
+    fn sse_int_vs_host() {
+        t!("paddusb xmm0, xmm1", [0x66, 0x0f, 0xdc, 0xc1], false, 300);
+        t!("psubsw xmm0, xmm1", [0x66, 0x0f, 0xe9, 0xc1], false, 300);
+        t!("pmulhw xmm0, xmm1", [0x66, 0x0f, 0xe5, 0xc1], false, 300);
+        t!("pmulhuw xmm0, xmm1", [0x66, 0x0f, 0xe4, 0xc1], false, 300);
+        t!("pmaddwd xmm0, xmm1", [0x66, 0x0f, 0xf5, 0xc1], false, 300);
+        t!("pmuludq xmm0, xmm1", [0x66, 0x0f, 0xf4, 0xc1], false, 300);
+        t!("packsswb xmm0, xmm1", [0x66, 0x0f, 0x63, 0xc1], false, 300);
+        t!("packssdw xmm0, xmm1", [0x66, 0x0f, 0x6b, 0xc1], false, 300);
+        t!("packuswb xmm0, xmm1", [0x66, 0x0f, 0x67, 0xc1], false, 300);
+        t!("punpcklbw xmm0, xmm1", [0x66, 0x0f, 0x60, 0xc1], false, 100);
+        t!("punpckhwd xmm0, xmm1", [0x66, 0x0f, 0x69, 0xc1], false, 100);
+        t!("punpckhqdq xmm0, xmm1", [0x66, 0x0f, 0x6d, 0xc1], false, 100);
+        t!("pcmpgtb xmm0, xmm1", [0x66, 0x0f, 0x64, 0xc1], false, 300);
+        t!("pcmpeqw xmm0, xmm1", [0x66, 0x0f, 0x75, 0xc1], true, 300);
+        t!("psraw xmm0, xmm1", [0x66, 0x0f, 0xe1, 0xc1], false, 300);
+        t!("psrlq xmm0, 13", [0x66, 0x0f, 0x73, 0xd0, 13], false, 100);
+        t!("pslld xmm0, 7", [0x66, 0x0f, 0x72, 0xf0, 7], false, 100);
+        t!("psrad xmm0, 40", [0x66, 0x0f, 0x72, 0xe0, 40], false, 100);
+        t!("pslldq xmm0, 5", [0x66, 0x0f, 0x73, 0xf8, 5], false, 100);
+        t!("psrldq xmm0, 3", [0x66, 0x0f, 0x73, 0xd8, 3], false, 100);
+        t!("pavgb xmm0, xmm1", [0x66, 0x0f, 0xe0, 0xc1], false, 300);
+        t!("pminsw xmm0, xmm1", [0x66, 0x0f, 0xea, 0xc1], false, 300);
+        t!("pmaxub xmm0, xmm1", [0x66, 0x0f, 0xde, 0xc1], false, 300);
+        t!("psadbw xmm0, xmm1", [0x66, 0x0f, 0xf6, 0xc1], false, 300);
+        t!("pshufd xmm0, xmm1, 0x1b", [0x66, 0x0f, 0x70, 0xc1, 0x1b], false, 100);
+        t!("pshufhw xmm0, xmm1, 0x93", [0xf3, 0x0f, 0x70, 0xc1, 0x93], false, 100);
+        t!("pshuflw xmm0, xmm1, 0x4e", [0xf2, 0x0f, 0x70, 0xc1, 0x4e], false, 100);
+        t!("shufps xmm0, xmm1, 0xb1", [0x0f, 0xc6, 0xc1, 0xb1], false, 100);
+        t!("shufpd xmm0, xmm1, 2", [0x66, 0x0f, 0xc6, 0xc1, 2], true, 100);
+        t!("unpcklps xmm0, xmm1", [0x0f, 0x14, 0xc1], false, 100);
+        t!("unpckhpd xmm0, xmm1", [0x66, 0x0f, 0x15, 0xc1], true, 100);
+        t!("movss xmm0, xmm1", [0xf3, 0x0f, 0x10, 0xc1], false, 100);
+        t!("movsd xmm0, xmm1", [0xf2, 0x0f, 0x10, 0xc1], true, 100);
+        t!("movhlps xmm0, xmm1", [0x0f, 0x12, 0xc1], false, 100);
+        t!("movlhps xmm0, xmm1", [0x0f, 0x16, 0xc1], false, 100);
+        t!("movq xmm0, xmm1", [0xf3, 0x0f, 0x7e, 0xc1], false, 100);
+        t!("pmovmskb eax, xmm1", [0x66, 0x0f, 0xd7, 0xc1], false, 100);
+        t!("movmskps eax, xmm1", [0x0f, 0x50, 0xc1], false, 100);
+        t!("movmskpd eax, xmm1", [0x66, 0x0f, 0x50, 0xc1], true, 100);
+        t!("pextrw eax, xmm1, 5", [0x66, 0x0f, 0xc5, 0xc1, 5], false, 100);
+        t!("pinsrw xmm0, eax, 3", [0x66, 0x0f, 0xc4, 0xc0, 3], false, 100);
+        t!("andnps xmm0, xmm1", [0x0f, 0x55, 0xc1], false, 100);
+    }
+}
