@@ -417,3 +417,137 @@ mod host_sse {
         t!("andnps xmm0, xmm1", [0x0f, 0x55, 0xc1], false, 100);
     }
 }
+
+fn vector(e: Exit) -> u8 {
+    match e {
+        Exit::Fault(f) => f.vector,
+        other => panic!("expected a fault, got {other:?}"),
+    }
+}
+
+#[test]
+fn ts_raises_nm_before_anything() {
+    // fld1 / wait / addps xmm0,xmm1 / paddb mm0,mm1 / fxsave [0x8000] all #NM.
+    for code in [&[0xd9u8, 0xe8][..], &[0x9b], &[0x0f, 0x58, 0xc1], &[0x0f, 0xfc, 0xc1], &[0x0f, 0xae, 0x05, 0, 0x80, 0, 0]] {
+        let mut b = BareCpu::new();
+        b.mem_map(0x1000, 0x1000).unwrap();
+        b.mem_write(0x1000, code).unwrap();
+        b.cpu.ts = true;
+        assert_eq!(vector(b.run(Some(0x1000), 0, Some(0x1000 + code.len() as u32))), 7, "{code:x?}");
+        assert_eq!(b.reg_read("eip").unwrap(), 0x1000);
+        assert_eq!(b.cpu.fpu.empty, 0xff);
+    }
+}
+
+#[test]
+fn unmasked_x87_exception_is_mf_at_next_wait() {
+    // fldcw [0x8000] (cw=0x37b: ZE unmasked); fldz; fld1; fdiv st0, st1; fnop
+    let mut code = vec![0xd9, 0x2d, 0, 0x80, 0, 0, 0xd9, 0xee, 0xd9, 0xe8, 0xd8, 0xf1, 0xd9, 0xd0];
+    let mut b = BareCpu::new();
+    b.mem_map(0x1000, 0x1000).unwrap();
+    b.mem_map(0x8000, 0x1000).unwrap();
+    b.mem_write(0x8000, &0x37bu16.to_le_bytes()).unwrap();
+    b.mem_write(0x1000, &code).unwrap();
+    let e = b.run(Some(0x1000), 0, Some(0x1000 + code.len() as u32));
+    assert_eq!(vector(e), 16);
+    // The fault is on the fnop after the fdiv, whose destination is unchanged.
+    assert_eq!(b.reg_read("eip").unwrap(), 0x100c);
+    let sw = b.cpu.fpu.status();
+    assert_eq!(sw & 0x80ff, 0x8084);
+    assert_eq!(b.reg_read("st0").unwrap(), 0x3fff_8000_0000_0000_0000);
+    // fnclex clears it and the program goes on.
+    code.truncate(12);
+    code.extend_from_slice(&[0xdb, 0xe2, 0xd9, 0xd0]);
+    b.mem_write(0x1000, &code).unwrap();
+    assert_eq!(b.run(Some(0x100c), 0, Some(0x1010)), Exit::Address);
+}
+
+#[test]
+fn unmasked_sse_exception_is_xm() {
+    // ldmxcsr [0x8000] (ZM clear); divss xmm0, xmm1 with xmm1 = 0
+    let code = [0x0f, 0xae, 0x15, 0, 0x80, 0, 0, 0xf3, 0x0f, 0x5e, 0xc1];
+    let mut b = BareCpu::new();
+    b.mem_map(0x1000, 0x1000).unwrap();
+    b.mem_map(0x8000, 0x1000).unwrap();
+    b.mem_write(0x8000, &(0x1f80u32 & !0x200).to_le_bytes()).unwrap();
+    b.mem_write(0x1000, &code).unwrap();
+    b.reg_write("xmm0", 1.0f32.to_bits() as u128).unwrap();
+    assert_eq!(vector(b.run(Some(0x1000), 0, Some(0x1000 + code.len() as u32))), 19);
+    assert_eq!(b.reg_read("eip").unwrap(), 0x1007);
+    assert_eq!(b.reg_read("xmm0").unwrap(), 1.0f32.to_bits() as u128);
+    assert_eq!(b.reg_read("mxcsr").unwrap(), 0x1d80 | 4);
+}
+
+#[test]
+fn misaligned_movaps_is_gp_but_movups_is_not() {
+    // movaps xmm0, [0x8004]; movups xmm0, [0x8004]
+    let (_, e) = run(&[0x0f, 0x28, 0x05, 4, 0x80, 0, 0]);
+    assert_eq!(vector(e), 13);
+    let (b, e) = run(&[0x0f, 0x10, 0x05, 4, 0x80, 0, 0]);
+    assert_eq!(e, Exit::Address);
+    assert_eq!(b.reg_read("xmm0").unwrap(), 0);
+    // fxsave to a misaligned address
+    let (_, e) = run(&[0x0f, 0xae, 0x05, 8, 0x80, 0, 0]);
+    assert_eq!(vector(e), 13);
+}
+
+#[test]
+fn mmx_aliases_x87_and_emms_empties() {
+    // mov eax, 0x11223344; movd mm1, eax; paddd mm1, mm1
+    let (b, e) = run(&[0xb8, 0x44, 0x33, 0x22, 0x11, 0x0f, 0x6e, 0xc8, 0x0f, 0xfe, 0xc9]);
+    assert_eq!(e, Exit::Address);
+    assert_eq!(b.reg_read("mm1").unwrap(), 0x22446688);
+    assert_eq!(b.cpu.fpu.r[1].se, 0xffff);
+    assert_eq!(b.cpu.fpu.top, 0);
+    assert_eq!(b.cpu.fpu.empty, 0);
+    let (b, _) = run(&[0x0f, 0x6e, 0xc8, 0x0f, 0x77]);
+    assert_eq!(b.cpu.fpu.empty, 0xff);
+    assert_eq!(b.reg_read("fptag").unwrap(), 0xffff);
+}
+
+#[test]
+fn fxsave_fxrstor_round_trip() {
+    // fldpi; fld1; fxsave [0x8000]; fninit; fxrstor [0x8000]; fstp tbyte [0x8400]
+    let code = [0xd9, 0xeb, 0xd9, 0xe8, 0x0f, 0xae, 0x05, 0, 0x80, 0, 0, 0xdb, 0xe3, 0x0f, 0xae, 0x0d, 0, 0x80, 0, 0, 0xdb, 0x3d, 0, 0x84, 0, 0];
+    let mut b = BareCpu::new();
+    b.mem_map(0x1000, 0x1000).unwrap();
+    b.mem_map(0x8000, 0x1000).unwrap();
+    b.mem_write(0x1000, &code).unwrap();
+    b.reg_write("xmm7", 0xdead_beef_u128 << 64).unwrap();
+    assert_eq!(b.run(Some(0x1000), 0, Some(0x1000 + code.len() as u32)), Exit::Address);
+    let img = b.mem_read(0x8000, 512).unwrap();
+    assert_eq!(&img[0..2], &[0x7f, 0x03]);
+    assert_eq!(u16::from_le_bytes([img[2], img[3]]) >> 11, 6);
+    assert_eq!(img[4], 0xc0);
+    assert_eq!(&img[24..32], &[0x80, 0x1f, 0, 0, 0xff, 0xff, 0, 0]);
+    assert_eq!(b.mem_read(0x8400, 10).unwrap(), vec![0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f]);
+    assert_eq!(b.reg_read("st0").unwrap(), 0x4000_C90F_DAA2_2168_C235);
+    assert_eq!(b.reg_read("xmm7").unwrap(), 0xdead_beef_u128 << 64);
+}
+
+#[test]
+fn stack_underflow_gives_indefinite() {
+    // fadd st0, st1 on an empty stack; fnstsw ax
+    let (b, _) = run(&[0xd8, 0xc1, 0xdf, 0xe0]);
+    assert_eq!(b.reg_read("ax").unwrap() & 0x47, 0x41);
+    // Nothing was pushed, so the indefinite went into an empty ST0 position.
+    assert_eq!(b.reg_read("st0").unwrap(), 0xffff_c000_0000_0000_0000);
+}
+
+#[test]
+fn fsave_image_and_frstor() {
+    // fld1; fnsave [0x8000]; frstor [0x8000]; fnstenv [0x8100]
+    let code = [0xd9, 0xe8, 0xdd, 0x35, 0, 0x80, 0, 0, 0xdd, 0x25, 0, 0x80, 0, 0, 0xd9, 0x35, 0, 0x81, 0, 0];
+    let (b, e) = run(&code);
+    assert_eq!(e, Exit::Address);
+    let img = b.mem_read(0x8000, 108).unwrap();
+    assert_eq!(&img[0..4], &[0x7f, 0x03, 0xff, 0xff]);
+    assert_eq!(&img[8..12], &[0xff, 0x3f, 0xff, 0xff]);
+    assert_eq!(&img[12..16], &0x1000u32.to_le_bytes());
+    // FOP of fld1 (d9 e8) and the user code selector.
+    assert_eq!(&img[16..20], &[0x73, 0, 0xe8, 0x01]);
+    assert_eq!(&img[28..38], &[0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f]);
+    assert_eq!(b.reg_read("st0").unwrap(), 0x3fff_8000_0000_0000_0000);
+    // fnstenv masked every exception.
+    assert_eq!(b.reg_read("fpcw").unwrap(), 0x37f);
+}
