@@ -73,7 +73,7 @@ impl F {
         }
         self
     }
-    pub fn neg(mut self) -> F {
+    pub fn negate(mut self) -> F {
         self.sign = !self.sign;
         self
     }
@@ -380,7 +380,7 @@ pub fn add(env: &mut Env, fmt: Fmt, a: F, b: F, subtract: bool) -> F {
     if let Some(r) = specials2(env, a, b) {
         return r;
     }
-    let b = if subtract { b.neg() } else { b };
+    let b = if subtract { b.negate() } else { b };
     match (a.kind, b.kind) {
         (Kind::Inf, Kind::Inf) => {
             return if a.sign == b.sign { a } else { invalid(env) };
@@ -468,8 +468,8 @@ pub fn sqrt(env: &mut Env, fmt: Fmt, a: F) -> F {
     // Bit-by-bit square root of N = m << 66 (132 bits), giving 66 bits.
     let mut root: u128 = 0;
     let mut rem: u128 = 0;
-    for j in (0..66).rev() {
-        let p = 2 * j as i32 - 66; // bit position of the pair's low bit in m
+    for j in (0..66i32).rev() {
+        let p = 2 * j - 66; // bit position of the pair's low bit in m
         let pair = if p >= 0 { (m >> p) & 3 } else if p == -1 { (m << 1) & 3 } else { 0 };
         rem = (rem << 2) | pair;
         let trial = (root << 2) | 1;

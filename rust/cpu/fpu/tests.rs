@@ -151,13 +151,13 @@ mod host {
 
     #[test]
     fn x87_arith_vs_host() {
-        check("fadd", &[0xd8, 0xc1], |c, a, b| host_x87!("fadd st, st(1)", c, a, b), 20000, SW_ALL);
-        check("fsub", &[0xd8, 0xe1], |c, a, b| host_x87!("fsub st, st(1)", c, a, b), 20000, SW_ALL);
+        check("fadd", &[0xd8, 0xc1], |c, a, b| host_x87!("fadd st, st(1)", c, a, b), 8000, SW_ALL);
+        check("fsub", &[0xd8, 0xe1], |c, a, b| host_x87!("fsub st, st(1)", c, a, b), 8000, SW_ALL);
         check("fsubr", &[0xd8, 0xe9], |c, a, b| host_x87!("fsubr st, st(1)", c, a, b), 5000, SW_ALL);
-        check("fmul", &[0xd8, 0xc9], |c, a, b| host_x87!("fmul st, st(1)", c, a, b), 20000, SW_ALL);
-        check("fdiv", &[0xd8, 0xf1], |c, a, b| host_x87!("fdiv st, st(1)", c, a, b), 20000, SW_ALL);
+        check("fmul", &[0xd8, 0xc9], |c, a, b| host_x87!("fmul st, st(1)", c, a, b), 8000, SW_ALL);
+        check("fdiv", &[0xd8, 0xf1], |c, a, b| host_x87!("fdiv st, st(1)", c, a, b), 8000, SW_ALL);
         check("fdivr", &[0xd8, 0xf9], |c, a, b| host_x87!("fdivr st, st(1)", c, a, b), 5000, SW_ALL);
-        check("fsqrt", &[0xd9, 0xfa], |c, a, b| host_x87!("fsqrt", c, a, b), 20000, SW_ALL);
+        check("fsqrt", &[0xd9, 0xfa], |c, a, b| host_x87!("fsqrt", c, a, b), 8000, SW_ALL);
     }
 
     #[test]
@@ -198,10 +198,10 @@ mod host {
     fn x87_stores_vs_host() {
         // fst to memory and reload, so the register shows the rounded value.
         // fst dword [0x8200]; fld dword [0x8200]
-        check("fst m32", &[0xd9, 0x15, 0, 0x82, 0, 0, 0xd9, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfst dword ptr [rsp]\nfld dword ptr [rsp]\nadd rsp, 16", c, a, b), 20000, SW_FLAGS);
-        check("fst m64", &[0xdd, 0x15, 0, 0x82, 0, 0, 0xdd, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfst qword ptr [rsp]\nfld qword ptr [rsp]\nadd rsp, 16", c, a, b), 20000, SW_FLAGS);
-        check("fist m32", &[0xdb, 0x15, 0, 0x82, 0, 0, 0xdb, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfist dword ptr [rsp]\nfild dword ptr [rsp]\nadd rsp, 16", c, a, b), 20000, SW_FLAGS);
-        check("fistp m64", &[0xdf, 0x3d, 0, 0x82, 0, 0, 0xdf, 0x2d, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfistp qword ptr [rsp]\nfild qword ptr [rsp]\nadd rsp, 16", c, a, b), 20000, SW_FLAGS);
+        check("fst m32", &[0xd9, 0x15, 0, 0x82, 0, 0, 0xd9, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfst dword ptr [rsp]\nfld dword ptr [rsp]\nadd rsp, 16", c, a, b), 8000, SW_FLAGS);
+        check("fst m64", &[0xdd, 0x15, 0, 0x82, 0, 0, 0xdd, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfst qword ptr [rsp]\nfld qword ptr [rsp]\nadd rsp, 16", c, a, b), 8000, SW_FLAGS);
+        check("fist m32", &[0xdb, 0x15, 0, 0x82, 0, 0, 0xdb, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfist dword ptr [rsp]\nfild dword ptr [rsp]\nadd rsp, 16", c, a, b), 8000, SW_FLAGS);
+        check("fistp m64", &[0xdf, 0x3d, 0, 0x82, 0, 0, 0xdf, 0x2d, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfistp qword ptr [rsp]\nfild qword ptr [rsp]\nadd rsp, 16", c, a, b), 8000, SW_FLAGS);
         check("fist m16", &[0xdf, 0x15, 0, 0x82, 0, 0, 0xdf, 0x05, 0, 0x82, 0, 0], |c, a, b| host_x87!("sub rsp, 16\nfist word ptr [rsp]\nfild word ptr [rsp]\nadd rsp, 16", c, a, b), 10000, SW_FLAGS);
     }
 }
@@ -550,4 +550,46 @@ fn fsave_image_and_frstor() {
     assert_eq!(b.reg_read("st0").unwrap(), 0x3fff_8000_0000_0000_0000);
     // fnstenv masked every exception.
     assert_eq!(b.reg_read("fpcw").unwrap(), 0x37f);
+}
+
+fn st_f64(b: &BareCpu, i: u8) -> f64 {
+    let r = b.cpu.fpu.st_reg(i);
+    let (f, _) = crate::cpu::fpu::softfloat::unpack_f80(r.sig, r.se);
+    let mut e = crate::cpu::fpu::softfloat::Env::new(0, true);
+    let f = crate::cpu::fpu::softfloat::round_f(&mut e, crate::cpu::fpu::softfloat::F64, f);
+    f64::from_bits(crate::cpu::fpu::softfloat::pack_f64(f))
+}
+
+#[test]
+fn transcendental_functions_are_close() {
+    // finit (with its wait); fldpi; fld1; fpatan  -> atan2(pi, 1)
+    let (b, e) = run(&[0x9b, 0xdb, 0xe3, 0xd9, 0xeb, 0xd9, 0xe8, 0xd9, 0xf3]);
+    assert_eq!(e, Exit::Address);
+    assert!((st_f64(&b, 0) - std::f64::consts::PI.atan2(1.0)).abs() < 1e-15);
+    assert_eq!(b.cpu.fpu.top, 7);
+    // fld1; fldl2e; fsincos  -> ST0 = cos(log2 e), ST1 = sin(log2 e)
+    let (b, _) = run(&[0xd9, 0xe8, 0xd9, 0xea, 0xd9, 0xfb]);
+    let x = std::f64::consts::LOG2_E;
+    assert!((st_f64(&b, 0) - x.cos()).abs() < 1e-15 && (st_f64(&b, 1) - x.sin()).abs() < 1e-15);
+    // fld1 (y); fldpi (x); fyl2x -> log2(pi)
+    let (b, _) = run(&[0xd9, 0xe8, 0xd9, 0xeb, 0xd9, 0xf1]);
+    assert!((st_f64(&b, 0) - std::f64::consts::PI.log2()).abs() < 1e-15);
+    // fldpi; fxtract -> ST0 = pi/2, ST1 = 1
+    let (b, _) = run(&[0xd9, 0xeb, 0xd9, 0xf4]);
+    assert_eq!((st_f64(&b, 0), st_f64(&b, 1)), (std::f64::consts::PI / 2.0, 1.0));
+    // fld1; fchs; f2xm1 -> 2^-1 - 1
+    let (b, _) = run(&[0xd9, 0xe8, 0xd9, 0xe0, 0xd9, 0xf0]);
+    assert_eq!(st_f64(&b, 0), -0.5);
+    // fld1; fptan -> ST0 = 1, ST1 = tan 1
+    let (b, _) = run(&[0xd9, 0xe8, 0xd9, 0xf2]);
+    assert_eq!(st_f64(&b, 0), 1.0);
+    assert!((st_f64(&b, 1) - 1f64.tan()).abs() < 1e-15);
+}
+
+#[test]
+fn fcmov_and_fcomi_flags() {
+    // fld1; fldz; fcomi st0, st1 (0 < 1: CF); fcmovb st0, st1
+    let (b, _) = run(&[0xd9, 0xe8, 0xd9, 0xee, 0xdb, 0xf1, 0xda, 0xc1]);
+    assert_eq!(b.reg_read("eflags").unwrap() as u32 & 0x8d5, 1);
+    assert_eq!(st_f64(&b, 0), 1.0);
 }

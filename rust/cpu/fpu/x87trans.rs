@@ -252,9 +252,10 @@ fn func1<const OP: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
             let q = sf::propagate(&mut env, a, a);
             (q, q)
         }
-        Kind::Inf if OP == F2XM1 => (if a.sign { F::ONE.neg() } else { a }, a),
+        Kind::Inf if OP == F2XM1 => (if a.sign { F::ONE.negate() } else { a }, a),
         Kind::Inf => (sf::invalid(&mut env), F::INDEFINITE),
-        Kind::Zero if OP != COS => (a, if OP == TAN { F::ONE } else { F::ONE }),
+        // sin, tan and 2^x-1 of a zero are that zero, exactly.
+        Kind::Zero if OP != COS => (a, F::ONE),
         _ => {
             let x = to_host(a);
             match OP {
@@ -314,8 +315,7 @@ fn func2<const OP: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
                     }
                 }
                 _ => {
-                    let arg = if OP == YL2X { x } else { x };
-                    let bad = if OP == YL2X { arg.sign && arg.kind != Kind::Zero } else { xh < -1.0 };
+                    let bad = if OP == YL2X { x.sign && x.kind != Kind::Zero } else { xh < -1.0 };
                     if bad {
                         sf::invalid(&mut env)
                     } else if OP == YL2X && x.kind == Kind::Zero {
