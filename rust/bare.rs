@@ -120,6 +120,9 @@ impl BareCpu {
     }
 
     pub fn reg_read(&self, name: &str) -> Result<u128, BareError> {
+        if let Some(v) = self.fpu_reg_read(name) {
+            return Ok(v);
+        }
         let c = &self.cpu;
         let gpr = |i: usize| c.regs[i] as u128;
         Ok(match name {
@@ -139,6 +142,13 @@ impl BareCpu {
     }
 
     pub fn reg_write(&mut self, name: &str, v: u128) -> Result<(), BareError> {
+        if let Some(width) = fpu_reg_width(name) {
+            if width < 128 && v >> width != 0 {
+                return Err(BareError::ValueTooLarge(name.into(), v));
+            }
+            self.fpu_reg_write(name, v);
+            return Ok(());
+        }
         let width = match name {
             "eip" | "eflags" => 32,
             "cs" | "ds" | "es" | "fs" | "gs" | "ss" => 16,
@@ -176,6 +186,66 @@ impl BareCpu {
             }
         }
         Ok(())
+    }
+}
+
+// H:1310 The floating-point registers by name: "st0".."st7" are the stack
+// registers relative to TOP, as 80-bit integers (significand in bits 0..64,
+// sign and exponent in 64..80); "mm0".."mm7" the MMX views of the physical
+// registers; "xmm0".."xmm7" 128 bits; and the control words.  Writing an
+// "st" register marks it valid, writing "mm" does what an MMX move does to
+// the tag word and TOP.
+fn fpu_reg_width(name: &str) -> Option<u32> {
+    let idx = |p: &str| name.strip_prefix(p).and_then(|n| n.parse::<u8>().ok()).filter(|&n| n < 8);
+    if name.starts_with("xmm") && idx("xmm").is_some() {
+        Some(128)
+    } else if name.starts_with("mm") && idx("mm").is_some() {
+        Some(64)
+    } else if name.starts_with("st") && idx("st").is_some() {
+        Some(80)
+    } else {
+        match name {
+            "fpcw" | "fpsw" | "fptag" => Some(16),
+            "mxcsr" => Some(32),
+            _ => None,
+        }
+    }
+}
+
+impl BareCpu {
+    fn fpu_reg_read(&self, name: &str) -> Option<u128> {
+        fpu_reg_width(name)?;
+        let f = &self.cpu.fpu;
+        let n = |p: &str| name[p.len()..].parse::<usize>().unwrap_or(0);
+        Some(match name {
+            "fpcw" => f.cw as u128,
+            "fpsw" => f.status() as u128,
+            "fptag" => f.tag_word() as u128,
+            "mxcsr" => f.mxcsr as u128,
+            _ if name.starts_with("xmm") => f.xmm[n("xmm")],
+            _ if name.starts_with("mm") => f.mm(n("mm")) as u128,
+            _ => {
+                let r = f.st_reg(n("st") as u8);
+                r.sig as u128 | (r.se as u128) << 64
+            }
+        })
+    }
+
+    fn fpu_reg_write(&mut self, name: &str, v: u128) {
+        let f = &mut self.cpu.fpu;
+        let n = |p: &str| name[p.len()..].parse::<usize>().unwrap_or(0);
+        match name {
+            "fpcw" => f.set_cw(v as u16),
+            "fpsw" => f.set_status(v as u16),
+            "fptag" => f.set_tag_word(v as u16),
+            "mxcsr" => f.mxcsr = v as u32 & crate::cpu::fpu::MXCSR_MASK,
+            _ if name.starts_with("xmm") => f.xmm[n("xmm")] = v,
+            _ if name.starts_with("mm") => {
+                f.enter_mmx();
+                f.set_mm(n("mm"), v as u64);
+            }
+            _ => f.set_st_reg(n("st") as u8, crate::cpu::fpu::Reg { sig: v as u64, se: (v >> 64) as u16 }),
+        }
     }
 }
 
@@ -266,6 +336,24 @@ mod tests {
         let (b, _) = run_code(&code);
         assert_eq!(b.reg_read("eax").unwrap(), 0);
         assert_eq!(b.reg_read("edx").unwrap(), 1);
+    }
+
+    #[test]
+    fn fpu_register_names() {
+        let mut b = BareCpu::new();
+        b.reg_write("xmm3", 1u128 << 127 | 5).unwrap();
+        assert_eq!(b.reg_read("xmm3").unwrap(), 1u128 << 127 | 5);
+        b.reg_write("st0", 0x3fff_8000_0000_0000_0000).unwrap();
+        assert_eq!(b.reg_read("st0").unwrap(), 0x3fff_8000_0000_0000_0000);
+        assert_eq!(b.reg_read("fpcw").unwrap(), 0x37f);
+        assert_eq!(b.reg_read("mxcsr").unwrap(), 0x1f80);
+        assert_eq!(b.reg_read("fptag").unwrap(), 0xffff & !(3 << 0));
+        b.reg_write("mm2", 0x1234).unwrap();
+        assert_eq!(b.reg_read("mm2").unwrap(), 0x1234);
+        // R0 valid, R2 special (exponent all ones), the rest zero.
+        assert_eq!(b.reg_read("fptag").unwrap(), 0x5564);
+        assert!(b.reg_write("mm2", 1 << 64).is_err());
+        assert!(b.reg_read("xmm8").is_err());
     }
 
     #[test]

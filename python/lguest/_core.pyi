@@ -47,11 +47,16 @@ class Cpu:
         """Read mapped memory. ValueError if any byte is unmapped."""
     def reg_write(self, name: str, value: int) -> None:
         """Write a register by name: eax..edi, esp, ebp, eip, eflags, ax..di, al..bh,
-        cs/ds/es/fs/gs/ss (selector only; the bare CPU keeps flat segments)."""
-    def reg_read(self, name: str) -> int: ...
-    def run(
-        self, start: int | None = None, count: int = 0, until: int | None = None
-    ) -> Exit:
+        cs/ds/es/fs/gs/ss (selector only; the bare CPU keeps flat segments);
+        xmm0..xmm7 (128-bit), mm0..mm7 (64-bit; like an MMX move this sets TOP to 0
+        and tags every x87 register valid), st0..st7 (the stack registers relative to
+        TOP as raw 80-bit integers: significand in bits 0-63, sign and exponent in
+        64-79; writing one tags it valid), fpcw, fpsw (TOP included), fptag (only
+        empty/non-empty is kept) and mxcsr.  ValueError if the value is too wide."""
+    def reg_read(self, name: str) -> int:
+        """Read a register; the names are those of ``reg_write``.  ``fptag`` is the
+        full two-bit-per-register tag word, recomputed from the register contents."""
+    def run(self, start: int | None = None, count: int = 0, until: int | None = None) -> Exit:
         """Run from ``start`` (default: current EIP).  Stops after ``count`` instructions
         (0 = no limit) with kind ``count``, when EIP reaches ``until`` with kind ``address``,
         at ``hlt``, at a software interrupt (EIP already past it), or at an exception
