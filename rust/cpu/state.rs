@@ -223,6 +223,16 @@ impl Cpu {
         }
     }
 
+    /// Replace all six arithmetic flags at once (compares of the FPU and SSE
+    /// units, flag-loading instructions): the one way to write them eagerly,
+    /// which keeps `lazy.cf` in step.
+    #[inline]
+    pub fn set_arith_flags(&mut self, bits: u32) {
+        self.eflags = (self.eflags & !flags::ARITH) | (bits & flags::ARITH);
+        self.lazy.op = FlagOp::Eager;
+        self.lazy.cf = bits & flags::CF != 0;
+    }
+
     #[inline(always)]
     pub fn cf(&self) -> bool {
         self.lazy.cf

@@ -238,8 +238,7 @@ fn comis<const DBL: bool, const SIGNALLING: bool>(cpu: &mut Cpu, d: &DInsn) -> R
         Some(Equal) => flags::ZF,
         Some(Greater) => 0,
     };
-    cpu.materialize_flags();
-    cpu.eflags = (cpu.eflags & !flags::ARITH) | bits;
+    cpu.set_arith_flags(bits);
     Ok(())
 }
 

@@ -65,9 +65,7 @@ fn fcom<const K: u8, const POPS: u8, const UNORD: bool, const EFL: bool>(cpu: &m
         Some(Ordering::Greater) => (false, false, false),
     };
     if EFL {
-        cpu.materialize_flags();
-        cpu.eflags &= !flags::ARITH;
-        cpu.eflags |= if z { flags::ZF } else { 0 } | if p { flags::PF } else { 0 } | if c { flags::CF } else { 0 };
+        cpu.set_arith_flags(if z { flags::ZF } else { 0 } | if p { flags::PF } else { 0 } | if c { flags::CF } else { 0 });
     } else {
         set_cc(&mut cpu.fpu, z, p, false, c);
     }
