@@ -14,10 +14,12 @@
 // algorithm (over arc-swap in production); this file holds what the map
 // stores and the original's rules for attaching.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use thiserror::Error;
 
+#[cfg(not(loom))]
+pub mod bench;
 pub mod rcu;
 
 use rcu::{Arc, Rcu};
@@ -45,9 +47,13 @@ impl NotifyError {
     }
 }
 
-/// Anything the map can hold: it only needs the address it answers to.
+/// Anything the map can hold.
 pub trait Keyed {
+    /// What a lookup needs from an entry, copied into the array itself so
+    /// that a lookup reads nothing but the array (see `Slot`).
+    type Hot: Copy + Send + Sync;
     fn addr(&self) -> u32;
+    fn hot(&self) -> Self::Hot;
 }
 
 /// One attachment: notifications of `addr` go to (our duplicate of) `fd`.
@@ -57,21 +63,43 @@ pub struct Entry {
 }
 
 impl Keyed for Entry {
-    #[inline]
+    type Hot = RawFd;
     fn addr(&self) -> u32 {
         self.addr
     }
+    fn hot(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
 }
 
-impl Entry {
-    /// Add one to the eventfd's counter, waking whoever blocks reading it.
-    fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to a descriptor we own a
-        // duplicate of.  The only failure an eventfd write can have here is
-        // EAGAIN at a counter of 2^64-2 (non-blocking fd) or blocking there;
-        // neither happens before ~10^19 unread notifications.
-        unsafe { libc::write(self.fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+/// Add one to an eventfd's counter, waking whoever blocks reading it.
+fn signal_fd(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64.  `fd` is the raw number of an
+    // `OwnedFd` held by the array the caller is reading, so it stays open for
+    // the whole lookup.  The only failure an eventfd write can have here is
+    // the counter reaching 2^64-2, some 10^19 unread notifications away.
+    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+}
+
+/// An array element: the address and the hot part inline, the entry itself
+/// behind an `Arc`.
+///
+// H:1215 Why not just `Vec<Arc<Entry>>`: copying the array bumps every
+// entry's reference count, and a reference count lives next to the data it
+// counts.  A lookup scanning the entries would then keep missing in its
+// cache while a device thread attaches, for no reason but sharing a cache
+// line with the counter.  With the addresses inline the lookup reads one
+// contiguous, never-written array, whatever writers do.
+pub struct Slot<E: Keyed> {
+    addr: u32,
+    hot: E::Hot,
+    entry: Arc<E>,
+}
+
+impl<E: Keyed> Clone for Slot<E> {
+    fn clone(&self) -> Self {
+        Slot { addr: self.addr, hot: self.hot, entry: self.entry.clone() }
     }
 }
 
@@ -81,10 +109,9 @@ pub type Cell<T> = rcu::ArcSwapCell<T>;
 #[cfg(loom)]
 pub type Cell<T> = rcu::CountedCell<T>;
 
-/// An ordered array of attachments, published read-copy-update.  Entries are
-/// `Arc`s so that copying the array copies pointers, not descriptors.
+/// An ordered array of attachments, published read-copy-update.
 pub struct KeyedMap<E: Keyed + Send + Sync> {
-    rcu: Rcu<Vec<Arc<E>>, Cell<Vec<Arc<E>>>>,
+    rcu: Rcu<Vec<Slot<E>>, Cell<Vec<Slot<E>>>>,
 }
 
 impl<E: Keyed + Send + Sync> Default for KeyedMap<E> {
@@ -98,8 +125,8 @@ impl<E: Keyed + Send + Sync> KeyedMap<E> {
     /// The first entry for the address wins, as in the original (whose
     /// duplicates were never removed, so the oldest kept answering).
     #[inline]
-    pub fn lookup<R>(&self, addr: u32, f: impl FnOnce(&E) -> R) -> Option<R> {
-        self.rcu.read(|v| v.iter().find(|e| e.addr() == addr).map(|e| f(e)))
+    pub fn lookup<R>(&self, addr: u32, f: impl FnOnce(E::Hot) -> R) -> Option<R> {
+        self.rcu.read(|v| v.iter().find(|s| s.addr == addr).map(|s| f(s.hot)))
     }
 
     /// H:1220 Copy, append, publish.  With `replace`, entries already there
@@ -107,12 +134,11 @@ impl<E: Keyed + Send + Sync> KeyedMap<E> {
     /// append, so a device that was reset and re-attached stayed bound to its
     /// first eventfd (abi-devices.md 5.6).
     pub fn attach(&self, entry: E, replace: bool) {
-        let addr = entry.addr();
-        let entry = Arc::new(entry);
+        let slot = Slot { addr: entry.addr(), hot: entry.hot(), entry: Arc::new(entry) };
         let _ = self.rcu.update(|old| {
-            let mut new: Vec<Arc<E>> = Vec::with_capacity(old.len() + 1);
-            new.extend(old.iter().filter(|e| !(replace && e.addr() == addr)).cloned());
-            new.push(entry);
+            let mut new: Vec<Slot<E>> = Vec::with_capacity(old.len() + 1);
+            new.extend(old.iter().filter(|s| !(replace && s.addr == slot.addr)).cloned());
+            new.push(slot);
             Ok::<_, ()>((new, ()))
         });
     }
@@ -123,11 +149,11 @@ impl<E: Keyed + Send + Sync> KeyedMap<E> {
     pub fn detach(&self, addr: u32) -> usize {
         self.rcu
             .update(|old| {
-                if !old.iter().any(|e| e.addr() == addr) {
+                if !old.iter().any(|s| s.addr == addr) {
                     // Nothing to remove: leave the published array alone.
                     return Err(0);
                 }
-                let new: Vec<Arc<E>> = old.iter().filter(|e| e.addr() != addr).cloned().collect();
+                let new: Vec<Slot<E>> = old.iter().filter(|s| s.addr != addr).cloned().collect();
                 let n = old.len() - new.len();
                 Ok((new, n))
             })
@@ -165,7 +191,7 @@ impl NotifyMap {
     /// Signal the eventfd attached to `addr`, if any; false if none is.
     #[inline]
     pub fn signal(&self, addr: u32) -> bool {
-        self.map.lookup(addr, Entry::signal).is_some()
+        self.map.lookup(addr, signal_fd).is_some()
     }
 
     /// LHREQ_EVENTFD, with the original's checks in the original's order.

@@ -9,7 +9,8 @@ Launcher loads a vmlinux and returns an initialized ``_core.Lguest``.
 Inside ``body`` these symbols and macros are available:
 
 * ``lguest_data`` (GPA of the structure), ``reason`` (a NUL-terminated
-  "test guest done" string), ``scratch`` (4 KiB of zeroed data);
+  "test guest done" string), ``scratch`` (= ``SCRATCH``, a zeroed page the
+  host side can also reach through ``Lguest.mem``);
 * ``HCALL n`` (``mov $n,%eax; int $0x1f``), ``NOTIFY addr`` (an immediate or a
   register), ``HALT``, ``SHUTDOWN`` (power off with ``reason``),
   ``IDT_ENTRY vec, handler`` (an interrupt gate, DPL 1, in the kernel code
@@ -25,18 +26,24 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from lguest import boot as lguest_boot
 
+if TYPE_CHECKING:
+    from lguest._core import Lguest
+
 LOAD_ADDR = 0x100000
 RAM = 4 << 20
+SCRATCH = 0x200000
 
 PRELUDE = r"""
     .code32
     .set LD_IRQ_ENABLED, 0x000
     .set LD_BLOCKED, 0x004
+    .set scratch, SCRATCH
 
     .macro HCALL n
         mov $\n, %eax
@@ -90,10 +97,8 @@ lguest_data:
     .long 0x80              /* syscall_vec */
 reason:
     .asciz "test guest done"
-    .balign 4096
-scratch:
-    .fill 4096, 1, 0
-    .fill 4096, 1, 0
+    .balign 16
+    .fill 8192, 1, 0
 stack_top:
 """
 
@@ -114,7 +119,7 @@ def build(body: str) -> bytes:
     require_toolchain()
     with tempfile.TemporaryDirectory(prefix="lguest-guestasm-") as tmp:
         src, obj, elf = Path(tmp, "g.s"), Path(tmp, "g.o"), Path(tmp, "g.elf")
-        src.write_text(PRELUDE + body + EPILOGUE)
+        src.write_text(PRELUDE.replace("SCRATCH", hex(SCRATCH)) + body + EPILOGUE)
         for cmd in (
             ["as", "--32", "-o", str(obj), str(src)],
             ["ld", "-m", "elf_i386", "-N", "-e", "_start", "-Ttext", hex(LOAD_ADDR),
@@ -126,7 +131,7 @@ def build(body: str) -> bytes:
         return elf.read_bytes()
 
 
-def boot(elf: bytes, ram: int = RAM) -> object:
+def boot(elf: bytes, ram: int = RAM) -> Lguest:
     """Load ``elf`` like the Launcher loads a vmlinux; return an initialized Lguest."""
     from lguest import _core
 
@@ -136,6 +141,6 @@ def boot(elf: bytes, ram: int = RAM) -> object:
     return lg
 
 
-def guest(body: str, ram: int = RAM) -> object:
+def guest(body: str, ram: int = RAM) -> Lguest:
     """``boot(build(body))``."""
     return boot(build(body), ram)

@@ -16,12 +16,16 @@ import signal
 import threading
 import time
 from collections import Counter
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
 import guestasm
 
 _core = pytest.importorskip("lguest._core")
+
+if TYPE_CHECKING:
+    from lguest._core import Lguest
 
 pytestmark = [pytest.mark.timeout(10)]
 
@@ -46,25 +50,25 @@ def counter(fd: int) -> int:
         return 0
 
 
-def run_to_death(lg: object) -> list[int]:
+def run_to_death(lg: Lguest) -> list[int]:
     """Run until the guest dies; return the addresses run() handed back."""
     seen = []
     with pytest.raises(_core.GuestDied):
         while True:
-            seen.append(lg.run())  # type: ignore[attr-defined]
+            seen.append(lg.run())
     return seen
 
 
-def dead_guest() -> object:
+def dead_guest() -> Lguest:
     lg = guestasm.guest(SHUTDOWN_GUEST)
     with pytest.raises(_core.GuestDied):
-        lg.run()  # type: ignore[attr-defined]
+        lg.run()
     return lg
 
 
-def expect_oserror(code: int, fn: object, *args: object, **kw: object) -> OSError:
+def expect_oserror(code: int, fn: Callable[..., object], *args: object, **kw: object) -> OSError:
     with pytest.raises(OSError) as info:
-        fn(*args, **kw)  # type: ignore[operator]
+        fn(*args, **kw)
     assert info.value.errno == code, f"{info.value!r}: expected {errno.errorcode[code]}"
     assert not isinstance(info.value, _core.GuestDied)
     return info.value
@@ -184,7 +188,7 @@ def test_requests_after_death_are_enoent() -> None:
 
 def test_second_concurrent_run_is_eperm() -> None:
     lg = guestasm.guest(SPIN_GUEST)
-    errors: list[int] = []
+    errors: list[int | None] = []
 
     def second() -> None:
         time.sleep(0.05)
@@ -332,7 +336,7 @@ def test_masked_irq_does_not_wake_a_halted_guest() -> None:
     assert lg.reason is None
 
 
-def ctrl_c_latency(lg: object) -> float:
+def ctrl_c_latency(lg: Lguest) -> float:
     """Send SIGINT to ourselves 100 ms into run(); return the seconds until KeyboardInterrupt."""
     sent: list[float] = []
 
@@ -344,7 +348,7 @@ def ctrl_c_latency(lg: object) -> float:
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            lg.run()  # type: ignore[attr-defined]
+            lg.run()
         return time.monotonic() - sent[0]
     finally:
         timer.join()

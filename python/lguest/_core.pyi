@@ -98,3 +98,7 @@ class Lguest:
     @property
     def instructions(self) -> int:
         """Guest instructions executed so far."""
+
+def _notify_lookup_bench(variant: str, entries: int, attacher: bool, seconds: float) -> tuple[float, int]:
+    """Benchmark helper, not API: (lookups/s, attach+detach pairs) for the eventfd map
+    ("rcu") or a lock-based stand-in ("mutex", "rwlock")."""

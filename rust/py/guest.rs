@@ -197,8 +197,25 @@ impl Lguest {
     }
 }
 
+/// Lookups per second in the eventfd map (`variant` "rcu", the production
+/// map) or a lock-based stand-in ("mutex", "rwlock"), with `entries`
+/// entries, for `seconds`, optionally while another thread attaches and
+/// detaches.  Returns (lookups per second, attach+detach pairs done).  For
+/// the benchmarks; not part of the API.
+#[pyfunction]
+#[pyo3(signature = (variant, entries, attacher, seconds))]
+fn _notify_lookup_bench(py: Python<'_>, variant: &str, entries: u32, attacher: bool, seconds: f64) -> PyResult<(f64, u64)> {
+    let time = Duration::try_from_secs_f64(seconds).map_err(|e| PyValueError::new_err(format!("bad duration: {e}")))?;
+    let variant = variant.to_string();
+    let r = py
+        .detach(|| crate::notify::bench::lookup_rate(&variant, entries, attacher, time))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((r.lookups_per_sec, r.attaches))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GuestDied", m.py().get_type::<GuestDied>())?;
     m.add_class::<Lguest>()?;
+    m.add_function(wrap_pyfunction!(_notify_lookup_bench, m)?)?;
     Ok(())
 }
