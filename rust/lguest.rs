@@ -239,8 +239,6 @@ impl Guest {
     /// for signals (Ctrl-C) without the interpreter ever calling Python.
     pub fn run(&mut self, slice: Duration) -> RunOutcome {
         let started = Instant::now();
-        // The Launcher has serviced the previous notification.
-        self.pending_notify = 0;
         loop {
             if self.death.is_some() {
                 return RunOutcome::Died;
@@ -249,10 +247,15 @@ impl Guest {
                 crate::hypercalls::do_hypercalls(self, args);
             }
             if self.pending_notify != 0 {
+                // H:1290 Every notification leaves here exactly once: either
+                // an eventfd claims it, or it goes back to the Launcher.  The
+                // original cleared a returned notification at the start of
+                // the next read; we clear it as we hand it over, which is the
+                // same for the guest and means a run cut short by Ctrl-C (a
+                // `Yield`) can never see it twice.
                 let addr = self.pending_notify;
-                if self.notify.signal(addr) {
-                    self.pending_notify = 0;
-                } else {
+                self.pending_notify = 0;
+                if !self.notify.signal(addr) {
                     return RunOutcome::Notify(addr);
                 }
             }

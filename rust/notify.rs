@@ -10,14 +10,19 @@
 // boot, so it is published read-copy-update style: a writer copies the
 // array, adds its entry and swaps the new array in atomically; readers load
 // whatever array is current without a lock and without allocating, and the
-// old array is freed when its last reader lets go.  arc-swap gives exactly
-// those semantics, safely.
+// old array is freed once its last reader has let go.  `rcu` holds that
+// algorithm (over arc-swap in production); this file holds what the map
+// stores and the original's rules for attaching.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use arc_swap::ArcSwap;
 use thiserror::Error;
+
+#[cfg(not(loom))]
+pub mod bench;
+pub mod rcu;
+
+use rcu::{Arc, Rcu};
 
 #[derive(Debug, Error)]
 pub enum NotifyError {
@@ -32,6 +37,7 @@ pub enum NotifyError {
 }
 
 impl NotifyError {
+    /// The errno the original's LHREQ_EVENTFD returned for this failure.
     pub fn errno(&self) -> i32 {
         match self {
             NotifyError::ZeroAddress | NotifyError::NotEventfd(_) => libc::EINVAL,
@@ -41,83 +47,121 @@ impl NotifyError {
     }
 }
 
+/// Anything the map can hold.
+pub trait Keyed {
+    /// What a lookup needs from an entry, copied into the array itself so
+    /// that a lookup reads nothing but the array (see `Slot`).
+    type Hot: Copy + Send + Sync;
+    fn addr(&self) -> u32;
+    fn hot(&self) -> Self::Hot;
+}
+
+/// One attachment: notifications of `addr` go to (our duplicate of) `fd`.
 pub struct Entry {
     pub addr: u32,
     pub fd: OwnedFd,
 }
 
-#[derive(Default)]
-pub struct NotifyMap {
-    current: ArcSwap<Vec<Arc<Entry>>>,
-    writers: Mutex<()>,
-}
-
-fn is_eventfd(fd: i32) -> bool {
-    match std::fs::read_link(format!("/proc/self/fd/{fd}")) {
-        Ok(p) => p.to_string_lossy() == "anon_inode:[eventfd]",
-        Err(_) => false,
+impl Keyed for Entry {
+    type Hot = RawFd;
+    fn addr(&self) -> u32 {
+        self.addr
+    }
+    fn hot(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 
-impl NotifyMap {
-    pub fn new() -> Self {
-        Self::default()
+/// Add one to an eventfd's counter, waking whoever blocks reading it.
+fn signal_fd(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64.  `fd` is the raw number of an
+    // `OwnedFd` held by the array the caller is reading, so it stays open for
+    // the whole lookup.  The only failure an eventfd write can have here is
+    // the counter reaching 2^64-2, some 10^19 unread notifications away.
+    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+}
+
+/// An array element: the address and the hot part inline, the entry itself
+/// behind an `Arc`.
+///
+// H:1215 Why not just `Vec<Arc<Entry>>`: copying the array bumps every
+// entry's reference count, and a reference count lives next to the data it
+// counts.  A lookup scanning the entries would then keep missing in its
+// cache while a device thread attaches, for no reason but sharing a cache
+// line with the counter.  With the addresses inline the lookup reads one
+// contiguous, never-written array, whatever writers do.
+pub struct Slot<E: Keyed> {
+    addr: u32,
+    hot: E::Hot,
+    entry: Arc<E>,
+}
+
+impl<E: Keyed> Clone for Slot<E> {
+    fn clone(&self) -> Self {
+        Slot { addr: self.addr, hot: self.hot, entry: self.entry.clone() }
+    }
+}
+
+/// The production publisher; loom builds swap in its checkable twin.
+#[cfg(not(loom))]
+pub type Cell<T> = rcu::ArcSwapCell<T>;
+#[cfg(loom)]
+pub type Cell<T> = rcu::CountedCell<T>;
+
+/// An ordered array of attachments, published read-copy-update.
+pub struct KeyedMap<E: Keyed + Send + Sync> {
+    rcu: Rcu<Vec<Slot<E>>, Cell<Vec<Slot<E>>>>,
+}
+
+impl<E: Keyed + Send + Sync> Default for KeyedMap<E> {
+    fn default() -> Self {
+        KeyedMap { rcu: Rcu::new(Vec::new()) }
+    }
+}
+
+impl<E: Keyed + Send + Sync> KeyedMap<E> {
+    /// H:1210 The reader, on the vCPU's NOTIFY path: no lock, no allocation.
+    /// The first entry for the address wins, as in the original (whose
+    /// duplicates were never removed, so the oldest kept answering).
+    #[inline]
+    pub fn lookup<R>(&self, addr: u32, f: impl FnOnce(E::Hot) -> R) -> Option<R> {
+        self.rcu.read(|v| v.iter().find(|s| s.addr == addr).map(|s| f(s.hot)))
     }
 
-    /// H:1210 The reader: no lock, no allocation.  The first entry for the
-    /// address wins; its eventfd's counter goes up by one.
-    pub fn signal(&self, addr: u32) -> bool {
-        let map = self.current.load();
-        for e in map.iter() {
-            if e.addr == addr {
-                let one: u64 = 1;
-                // SAFETY: writing 8 bytes from a valid u64 to an eventfd we
-                // own a duplicate of; a failed write (counter overflow) only
-                // means the reader already has a wake-up pending.
-                unsafe { libc::write(e.fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
-                return true;
-            }
-        }
-        false
+    /// H:1220 Copy, append, publish.  With `replace`, entries already there
+    /// for the address are left out of the copy: the original could only
+    /// append, so a device that was reset and re-attached stayed bound to its
+    /// first eventfd (abi-devices.md 5.6).
+    pub fn attach(&self, entry: E, replace: bool) {
+        let slot = Slot { addr: entry.addr(), hot: entry.hot(), entry: Arc::new(entry) };
+        let _ = self.rcu.update(|old| {
+            let mut new: Vec<Slot<E>> = Vec::with_capacity(old.len() + 1);
+            new.extend(old.iter().filter(|s| !(replace && s.addr == slot.addr)).cloned());
+            new.push(slot);
+            Ok::<_, ()>((new, ()))
+        });
     }
 
-    /// H:1220 The writer: copy, append, publish.  With `replace` an existing
-    /// entry for the address is dropped first (the original could only
-    /// append, which left a reset device deaf; see abi-devices.md 5.6).
-    pub fn attach(&self, addr: u32, fd: i32, replace: bool) -> Result<(), NotifyError> {
-        if addr == 0 {
-            return Err(NotifyError::ZeroAddress);
-        }
-        // SAFETY: fcntl(F_GETFD) on an arbitrary integer only asks whether it
-        // is an open descriptor.
-        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-            return Err(NotifyError::BadFd(fd));
-        }
-        if !is_eventfd(fd) {
-            return Err(NotifyError::NotEventfd(fd));
-        }
-        // SAFETY: fd was just checked to be open; we only borrow it to dup.
-        let owned = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().map_err(|e| NotifyError::Dup(fd, e))?;
-        let _w = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-        let old = self.current.load_full();
-        let mut new: Vec<Arc<Entry>> = old.iter().filter(|e| !(replace && e.addr == addr)).cloned().collect();
-        new.push(Arc::new(Entry { addr, fd: owned }));
-        self.current.store(Arc::new(new));
-        Ok(())
-    }
-
-    /// Remove every entry for `addr`; returns how many there were.
+    /// Remove every entry for `addr`; returns how many there were.  When it
+    /// returns, no reader can still signal them (the update waited out a
+    /// grace period), so closing their eventfds afterwards is safe.
     pub fn detach(&self, addr: u32) -> usize {
-        let _w = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-        let old = self.current.load_full();
-        let new: Vec<Arc<Entry>> = old.iter().filter(|e| e.addr != addr).cloned().collect();
-        let removed = old.len() - new.len();
-        self.current.store(Arc::new(new));
-        removed
+        self.rcu
+            .update(|old| {
+                if !old.iter().any(|s| s.addr == addr) {
+                    // Nothing to remove: leave the published array alone.
+                    return Err(0);
+                }
+                let new: Vec<Slot<E>> = old.iter().filter(|s| s.addr != addr).cloned().collect();
+                let n = old.len() - new.len();
+                Ok((new, n))
+            })
+            .unwrap_or_else(|n| n)
     }
 
     pub fn len(&self) -> usize {
-        self.current.load().len()
+        self.rcu.read(|v| v.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -125,7 +169,70 @@ impl NotifyMap {
     }
 }
 
-#[cfg(test)]
+fn is_eventfd(fd: i32) -> bool {
+    // An eventfd is an anonymous inode whose /proc link names its kind.
+    match std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+        Ok(p) => p.to_string_lossy() == "anon_inode:[eventfd]",
+        Err(_) => false,
+    }
+}
+
+/// The guest's NOTIFY -> eventfd map.
+#[derive(Default)]
+pub struct NotifyMap {
+    map: KeyedMap<Entry>,
+}
+
+impl NotifyMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Signal the eventfd attached to `addr`, if any; false if none is.
+    #[inline]
+    pub fn signal(&self, addr: u32) -> bool {
+        self.map.lookup(addr, signal_fd).is_some()
+    }
+
+    /// LHREQ_EVENTFD, with the original's checks in the original's order.
+    /// The map keeps its own duplicate of `fd`, so the caller may close
+    /// theirs; the duplicate is closed when the last array holding it goes.
+    pub fn attach(&self, addr: u32, fd: i32, replace: bool) -> Result<(), NotifyError> {
+        if addr == 0 {
+            return Err(NotifyError::ZeroAddress);
+        }
+        // SAFETY: fcntl(F_GETFD) on an arbitrary integer only asks whether it
+        // is an open descriptor; it touches no memory.
+        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(NotifyError::BadFd(fd));
+        }
+        if !is_eventfd(fd) {
+            return Err(NotifyError::NotEventfd(fd));
+        }
+        // SAFETY: fd was just checked to be open and we only borrow it for
+        // the duration of the dup.  (If another thread closes it in between,
+        // the dup fails with EBADF, which is reported.)
+        let owned = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .map_err(|e| NotifyError::Dup(fd, e))?;
+        self.map.attach(Entry { addr, fd: owned }, replace);
+        Ok(())
+    }
+
+    pub fn detach(&self, addr: u32) -> usize {
+        self.map.detach(addr)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -82,13 +82,28 @@ class Lguest:
     @property
     def size(self) -> int: ...
     def initialize(self, pfn_limit: int, start: int) -> None:
-        """LHREQ_INITIALIZE.  boot_params must already be in memory.  OSError(EBUSY) if
-        called twice, ValueError if pfn_limit is beyond the allocated memory."""
+        """LHREQ_INITIALIZE: build the initial page tables and registers; boot_params must
+        already be in memory.  Once only: OSError(EBUSY) afterwards, even for a dead guest;
+        OSError(EFAULT) if pfn_limit is 0 or beyond the allocated memory."""
     def run(self) -> int:
-        """Run the guest with the GIL released until it NOTIFYs an address no eventfd
-        claims (returned), or dies (GuestDied with errno ENOENT or ERESTART)."""
+        """The original's read(): run the guest with the GIL released until it NOTIFYs an
+        address no eventfd claims, and return that address.  Raises GuestDied (errno ENOENT,
+        or ERESTART for a reboot) when the guest dies, and again on every later call;
+        KeyboardInterrupt on Ctrl-C within 50 ms, the guest intact and resumable;
+        OSError(EINVAL) before initialize, OSError(EPERM) if another thread is in run()."""
     def irq(self, n: int) -> None:
-        """LHREQ_IRQ: mark virtual interrupt ``n`` (< 32) pending; any thread."""
+        """LHREQ_IRQ: mark virtual interrupt ``n`` pending, from any thread, waking a halted
+        guest.  OSError: EINVAL before initialize or if n >= 32, ENOENT once dead."""
+    def eventfd(self, addr: int, fd: int, replace: bool = False) -> None:
+        """LHREQ_EVENTFD: when the guest NOTIFYs ``addr``, add 1 to eventfd ``fd`` and let it
+        run on instead of returning from run().  Any thread, also while the guest runs.  The
+        core keeps its own duplicate of ``fd``.  Several eventfds may share an address: the
+        first attached wins, unless ``replace`` drops the earlier ones.  OSError: EINVAL if
+        addr is 0 or fd is not an eventfd, EBADF if fd is not open, EINVAL before
+        initialize, ENOENT once dead."""
+    def detach_eventfd(self, addr: int) -> int:
+        """Remove every eventfd attached to ``addr`` (not in the original); return how many.
+        Once it returns the guest can no longer signal them.  OSError as for eventfd()."""
     def note_dma(self, gpa: int, len: int) -> None:
         """A device wrote [gpa, gpa+len): drop decoded code there.  Any thread."""
     @property
@@ -97,3 +112,7 @@ class Lguest:
     @property
     def instructions(self) -> int:
         """Guest instructions executed so far."""
+
+def _notify_lookup_bench(variant: str, entries: int, attacher: bool, seconds: float) -> tuple[float, int]:
+    """Benchmark helper, not API: (lookups/s, attach+detach pairs) for the eventfd map
+    ("rcu") or a lock-based stand-in ("mutex", "rwlock")."""

@@ -1,6 +1,6 @@
 //! Python class `Lguest` over `crate::lguest::Guest`, and `GuestDied`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,12 +13,25 @@ use crate::notify::NotifyMap;
 
 pyo3::create_exception!(_core, GuestDied, PyOSError, "The guest is dead; `reason` says why, `restart` whether it asked to reboot.");
 
+/// What the Python side knows about the guest without taking its lock (which
+/// `run` holds while the guest executes).
+const STATE_NEW: u8 = 0;
+const STATE_READY: u8 = 1;
+const STATE_DEAD: u8 = 2;
+
+/// How long the guest runs with the GIL released before `run` looks for
+/// signals.  Ctrl-C must stop a guest within 50 ms; this plus one
+/// interpreter slice (a few milliseconds) keeps well inside that, and
+/// re-taking the GIL 100 times a second costs nothing measurable.
+const SIGNAL_POLL: Duration = Duration::from_millis(10);
+
 #[pyclass(module = "lguest._core", name = "Lguest", frozen)]
 pub struct Lguest {
     mem: Arc<GuestMemory>,
     shared: Arc<Shared>,
     notify: Arc<NotifyMap>,
     guest: Mutex<Guest>,
+    state: AtomicU8,
     instructions: AtomicU64,
     reason: Mutex<Option<Death>>,
 }
@@ -50,6 +63,7 @@ impl Lguest {
             shared: guest.shared.clone(),
             notify: guest.notify.clone(),
             guest: Mutex::new(guest),
+            state: AtomicU8::new(STATE_NEW),
             instructions: AtomicU64::new(0),
             reason: Mutex::new(None),
         })
@@ -74,17 +88,23 @@ impl Lguest {
         self.mem.len()
     }
 
+    /// LHREQ_INITIALIZE: once per object; EBUSY afterwards, dead or alive.
     fn initialize(&self, pfn_limit: u32, start: u32) -> PyResult<()> {
-        let mut g = self.guest.try_lock().map_err(|_| os_error(libc::EBUSY, "the guest is running"))?;
+        if self.state.load(Ordering::Acquire) != STATE_NEW {
+            return Err(os_error(libc::EBUSY, "the guest is already initialized"));
+        }
+        let mut g = self.guest.try_lock().map_err(|_| os_error(libc::EBUSY, "the guest is already initialized"))?;
         if g.initialized {
             return Err(os_error(libc::EBUSY, "the guest is already initialized"));
         }
-        g.initialize(pfn_limit, start).map_err(|e| os_error(libc::EFAULT, e))
+        g.initialize(pfn_limit, start).map_err(|e| os_error(libc::EFAULT, e))?;
+        self.state.store(STATE_READY, Ordering::Release);
+        Ok(())
     }
 
-    /// LHREQ_IRQ, from any thread.
-    fn irq(&self, py: Python<'_>, n: u32) -> PyResult<()> {
-        self.check_usable(py)?;
+    /// LHREQ_IRQ, from any thread, while the guest runs or not.
+    fn irq(&self, n: u32) -> PyResult<()> {
+        self.check_usable()?;
         if n >= crate::lguest::LGUEST_IRQS {
             return Err(os_error(libc::EINVAL, format!("interrupt {n} is not below {}", crate::lguest::LGUEST_IRQS)));
         }
@@ -93,10 +113,11 @@ impl Lguest {
     }
 
     /// LHREQ_EVENTFD: signal eventfd `fd` when the guest notifies `addr`.
+    /// The GIL is released while the map waits out its grace period.
     #[pyo3(signature = (addr, fd, replace=false))]
     fn eventfd(&self, py: Python<'_>, addr: u32, fd: i32, replace: bool) -> PyResult<()> {
-        self.check_usable(py)?;
-        self.notify.attach(addr, fd, replace).map_err(|e| os_error(e.errno(), e.to_string()))
+        self.check_usable()?;
+        py.detach(|| self.notify.attach(addr, fd, replace)).map_err(|e| os_error(e.errno(), e.to_string()))
     }
 
     /// A device wrote [gpa, gpa+len) of guest memory: forget any decoded code
@@ -110,34 +131,40 @@ impl Lguest {
     }
 
     /// Remove the eventfds attached to `addr`; returns how many there were.
-    fn detach_eventfd(&self, addr: u32) -> usize {
-        self.notify.detach(addr)
+    /// Once it returns the guest can no longer signal them.
+    fn detach_eventfd(&self, py: Python<'_>, addr: u32) -> PyResult<usize> {
+        self.check_usable()?;
+        Ok(py.detach(|| self.notify.detach(addr)))
     }
 
     /// Run the guest (the original's read()).
     fn run(&self, py: Python<'_>) -> PyResult<u32> {
-        let mut guard = self.guest.try_lock().map_err(|_| os_error(libc::EPERM, "run() is already running in another thread"))?;
-        if !guard.initialized {
+        if self.state.load(Ordering::Acquire) == STATE_NEW {
             return Err(os_error(libc::EINVAL, "the guest is not initialized"));
         }
+        let mut guard = self.guest.try_lock().map_err(|_| os_error(libc::EPERM, "run() is already running in another thread"))?;
         if let Some(d) = guard.death.clone() {
             return Err(died(py, &d));
         }
         let g: &mut Guest = &mut guard;
         loop {
-            let outcome = py.detach(|| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.run(Duration::from_millis(20))))
-            });
+            // H:1295 The guest runs with the GIL released, in pieces of
+            // SIGNAL_POLL.  Between pieces we take the GIL back just long
+            // enough to let Python run its signal handlers: Ctrl-C becomes
+            // KeyboardInterrupt here, with the guest stopped between two
+            // instructions and ready to be run again.  The interpreter itself
+            // never calls into Python.
+            let outcome = py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.run(SIGNAL_POLL))));
             self.instructions.store(g.cpu.icount, Ordering::Relaxed);
             match outcome {
                 Err(_) => {
                     g.kill("internal error in the lguest core (a bug): guest stopped");
+                    self.mark_dead(g);
                     return Err(PyRuntimeError::new_err("internal error in the lguest core; the guest was stopped (this is a bug in lguest)"));
                 }
                 Ok(RunOutcome::Notify(a)) => return Ok(a),
                 Ok(RunOutcome::Died) => {
-                    let d = g.death.clone().unwrap_or(Death::Reason("unknown".into()));
-                    *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
+                    let d = self.mark_dead(g);
                     return Err(died(py, &d));
                 }
                 Ok(RunOutcome::Yield) => py.check_signals()?,
@@ -162,17 +189,43 @@ impl Lguest {
 }
 
 impl Lguest {
-    /// Requests after death fail with ENOENT, as in the original.
-    fn check_usable(&self, _py: Python<'_>) -> PyResult<()> {
-        if self.reason.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
-            return Err(os_error(libc::ENOENT, "the guest is dead"));
+    /// The checks the original applied to every request but INITIALIZE, in
+    /// its order: no guest yet is EINVAL, a dead guest is ENOENT.
+    fn check_usable(&self) -> PyResult<()> {
+        match self.state.load(Ordering::Acquire) {
+            STATE_NEW => Err(os_error(libc::EINVAL, "the guest is not initialized")),
+            STATE_DEAD => Err(os_error(libc::ENOENT, "the guest is dead")),
+            _ => Ok(()),
         }
-        Ok(())
     }
+
+    fn mark_dead(&self, g: &Guest) -> Death {
+        let d = g.death.clone().unwrap_or(Death::Reason("unknown".into()));
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
+        self.state.store(STATE_DEAD, Ordering::Release);
+        d
+    }
+}
+
+/// Lookups per second in the eventfd map (`variant` "rcu", the production
+/// map) or a lock-based stand-in ("mutex", "rwlock"), with `entries`
+/// entries, for `seconds`, optionally while another thread attaches and
+/// detaches.  Returns (lookups per second, attach+detach pairs done).  For
+/// the benchmarks; not part of the API.
+#[pyfunction]
+#[pyo3(signature = (variant, entries, attacher, seconds))]
+fn _notify_lookup_bench(py: Python<'_>, variant: &str, entries: u32, attacher: bool, seconds: f64) -> PyResult<(f64, u64)> {
+    let time = Duration::try_from_secs_f64(seconds).map_err(|e| PyValueError::new_err(format!("bad duration: {e}")))?;
+    let variant = variant.to_string();
+    let r = py
+        .detach(|| crate::notify::bench::lookup_rate(&variant, entries, attacher, time))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((r.lookups_per_sec, r.attaches))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GuestDied", m.py().get_type::<GuestDied>())?;
     m.add_class::<Lguest>()?;
+    m.add_function(wrap_pyfunction!(_notify_lookup_bench, m)?)?;
     Ok(())
 }
