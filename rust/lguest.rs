@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cpu::mem::Mmu;
-use crate::cpu::state::{Cpu, Exit, Fault, SegReg, EVENT_DMA, EVENT_IRQ};
+use crate::cpu::state::{Cpu, Exit, Fault, SegReg, EVENT_DMA, EVENT_IRQ, EVENT_STOP};
 use crate::interrupts::IdtEntry;
 use crate::memory::GuestMemory;
 use crate::mmu::{Paging, KILL_VECTOR};
@@ -67,6 +67,8 @@ pub enum RunOutcome {
     Died,
     /// The time slice the caller asked for is over (check for signals).
     Yield,
+    /// Another thread called `Shared::interrupt`.
+    Interrupted,
 }
 
 /// State other threads touch: pending interrupts and the wake-up for a
@@ -79,6 +81,8 @@ pub struct Shared {
     wake: Condvar,
     /// Guest-physical ranges devices wrote since the vCPU last looked.
     dma: Mutex<Vec<(u32, u32)>>,
+    /// Set by `interrupt`; the run loop returns `Interrupted` and clears it.
+    stop: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -88,6 +92,17 @@ impl Shared {
     pub fn raise_irq(&self, irq: u32) {
         self.irqs.fetch_or(1 << irq, Ordering::AcqRel);
         self.events.fetch_or(EVENT_IRQ, Ordering::Release);
+        let _g = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        self.wake.notify_all();
+    }
+
+    /// H:912 Stop a running (or halted) guest from any thread: the current
+    /// `run` returns `Interrupted` at its next block boundary, with the guest
+    /// intact.  Device threads use it to stop a guest that broke its
+    /// virtqueue; the embedding API uses it for timeouts.
+    pub fn interrupt(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.events.fetch_or(EVENT_STOP, Ordering::Release);
         let _g = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
         self.wake.notify_all();
     }
@@ -143,6 +158,7 @@ impl Guest {
             sleep: Mutex::new(()),
             wake: Condvar::new(),
             dma: Mutex::new(Vec::new()),
+            stop: std::sync::atomic::AtomicBool::new(false),
         });
         Guest {
             cpu,
@@ -265,6 +281,10 @@ impl Guest {
             if started.elapsed() >= slice {
                 return RunOutcome::Yield;
             }
+            if self.shared.stop.swap(false, Ordering::AcqRel) {
+                self.cpu.events.fetch_and(!EVENT_STOP, Ordering::AcqRel);
+                return RunOutcome::Interrupted;
+            }
             self.check_timer();
             // Consume the "look at interrupts" event before we look.
             let ev = self.cpu.events.fetch_and(!(EVENT_IRQ | EVENT_DMA), Ordering::AcqRel);
@@ -323,7 +343,7 @@ impl Guest {
     fn sleep_while_halted(&mut self, started: Instant, slice: Duration) {
         let mut guard = self.shared.sleep.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if self.unblocked_pending() {
+            if self.unblocked_pending() || self.shared.stop.load(Ordering::Acquire) {
                 return;
             }
             let now = Instant::now();

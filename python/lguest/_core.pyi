@@ -3,6 +3,20 @@
 from typing import Literal, final
 
 __version__: str
+__all__ = [
+    "__version__",
+    "LHCALL_NOTIFY",
+    "LHCALL_SHUTDOWN",
+    "LGUEST_IRQS",
+    "PAGE_SIZE",
+    "ERESTART",
+    "_host_bench",
+    "Exit",
+    "Cpu",
+    "GuestDied",
+    "Lguest",
+    "_notify_lookup_bench",
+]
 
 # Hypercall numbers and other ABI constants the Launcher needs.
 LHCALL_NOTIFY: int
@@ -104,6 +118,9 @@ class Lguest:
     def detach_eventfd(self, addr: int) -> int:
         """Remove every eventfd attached to ``addr`` (not in the original); return how many.
         Once it returns the guest can no longer signal them.  OSError as for eventfd()."""
+    def interrupt(self) -> None:
+        """Make run() raise InterruptedError at its next block boundary, from any
+        thread (the next run() if none is in progress).  The guest stays intact."""
     def note_dma(self, gpa: int, len: int) -> None:
         """A device wrote [gpa, gpa+len): drop decoded code there.  Any thread."""
     @property

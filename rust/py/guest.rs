@@ -168,8 +168,18 @@ impl Lguest {
                     return Err(died(py, &d));
                 }
                 Ok(RunOutcome::Yield) => py.check_signals()?,
+                Ok(RunOutcome::Interrupted) => {
+                    return Err(pyo3::exceptions::PyInterruptedError::new_err((libc::EINTR, "run() was interrupted by Lguest.interrupt()")));
+                }
             }
         }
+    }
+
+    /// Make a running run() return (raising InterruptedError) at its next
+    /// block boundary, from any thread.  If no run() is in progress, the next
+    /// one returns at once.  The guest stays intact and can be run again.
+    fn interrupt(&self) {
+        self.shared.interrupt();
     }
 
     /// The death reason, once dead.

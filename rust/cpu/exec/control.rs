@@ -168,24 +168,23 @@ pub fn hlt(cpu: &mut Cpu, _: &DInsn) -> R {
 pub fn enter(cpu: &mut Cpu, d: &DInsn) -> R {
     let alloc = d.i.immediate16() as u32;
     let level = (d.i.immediate8_2nd() & 31) as u32;
-    let start_sp = cpu.regs[ESP];
-    // Probe the whole frame first so a fault leaves nothing half-done.
-    let bytes = 4 * (level + 1) + alloc;
-    let lin = cpu.lin(SegReg::Ss, start_sp.wrapping_sub(4 * (level + 1)));
-    cpu.probe_write(lin, 4 * (level + 1))?;
-    let _ = bytes;
     let ebp = cpu.regs[EBP];
+    let sp = cpu.regs[ESP];
+    // Read the outer frame pointers and check the whole area the pushes will
+    // write before changing anything: a fault must leave ESP and EBP as they
+    // were, so the instruction can restart.
+    let mut outer = [0u32; 31];
+    for k in 1..level {
+        let l = cpu.lin(SegReg::Ss, ebp.wrapping_sub(4 * k));
+        outer[(k - 1) as usize] = cpu.read_u32(l)?;
+    }
+    let pushes = 1 + level.saturating_sub(1) + (level > 0) as u32;
+    let lin = cpu.lin(SegReg::Ss, sp.wrapping_sub(4 * pushes));
+    cpu.probe_write(lin, 4 * pushes)?;
     cpu.push32(ebp)?;
     let frame = cpu.regs[ESP];
-    let mut bp = ebp;
-    for _ in 1..level.max(1) {
-        if level == 0 {
-            break;
-        }
-        bp = bp.wrapping_sub(4);
-        let l = cpu.lin(SegReg::Ss, bp);
-        let v = cpu.read_u32(l)?;
-        cpu.push32(v)?;
+    for v in outer.iter().take(level.saturating_sub(1) as usize) {
+        cpu.push32(*v)?;
     }
     if level > 0 {
         cpu.push32(frame)?;

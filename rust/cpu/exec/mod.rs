@@ -317,7 +317,7 @@ fn pick(i: &Instruction) -> Handler {
         M::Std => data::std_,
         M::Cli | M::Sti => system::cli_sti,
         M::Movsb | M::Movsw => string::movs,
-        M::Movsd if i.op_count() == 2 && i.op0_kind() == OpKind::MemoryESEDI => string::movs,
+        M::Movsd if i.op_count() == 2 && matches!(i.op0_kind(), OpKind::MemoryESEDI | OpKind::MemoryESDI) => string::movs,
         M::Stosb | M::Stosw | M::Stosd => string::stos,
         M::Lodsb | M::Lodsw | M::Lodsd => string::lods,
         M::Cmpsb | M::Cmpsw | M::Cmpsd if i.op_count() == 2 && i.op0_kind() != OpKind::Register => string::cmps,
