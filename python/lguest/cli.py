@@ -6,10 +6,13 @@ sees one line on standard error starting with ``lguest:`` -- never a Python
 traceback -- and a non-zero exit status:
 
 - 0: the guest powered off;
-- 1: the kernel could not be loaded, or the guest crashed or was killed;
-- 2: the guest asked to reboot (not supported yet), or the command line was
-  wrong (argparse's usage error);
-- 130: interrupted with Ctrl-C.
+- 1: the kernel or a device could not be set up, or the guest crashed or was
+  killed;
+- 2: the guest asked to reboot and ``--no-reboot`` was given (without it the
+  guest is rebooted in-process), or the command line was wrong (argparse's
+  usage error);
+- 130: interrupted with Ctrl-C (three Ctrl-Cs within a second at the guest's
+  console, whose terminal passes Ctrl-C to the guest).
 
 ``lguest journey [--markdown] [CHAPTER]`` prints the guided tour of the sources
 (see :mod:`lguest.journey`); an unknown chapter is a usage error (2).
@@ -22,10 +25,27 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from lguest import __version__, journey
+from lguest.bus import LguestBus
+from lguest.devices import Device
+from lguest.devices.block import Block
+from lguest.devices.console import Console
+from lguest.devices.net import (
+    Net,
+    NetSpec,
+    TapBackend,
+    TunnetSpec,
+    UnixSocketBackend,
+    parse_net_spec,
+    parse_tunnet,
+)
+from lguest.devices.rng import Rng
 from lguest.errors import LaunchError
 from lguest.launcher import EXIT_DIED, EXIT_POWEROFF, EXIT_RESTART, GuestExit, Launcher
 from lguest.layout import MAX_MEMORY_MIB
@@ -46,14 +66,18 @@ EPILOG = """\
 examples:
   lguest run                        boot the bundled demo guest
   lguest run -m 128 vmlinux console=hvc0
+  lguest run --block disk.img --rng bzImage root=/dev/vda
   lguest run bzImage --initrd initrd.img -- root=/dev/ram0 quiet
   lguest journey H | less           read the Host chapter of the tour
 
 Use "lguest run --help" for the options of run."""
 
 RUN_DESCRIPTION = """\
-Boot KERNEL and run it until it powers off, reboots or dies.  The guest's
-console is this terminal's standard output."""
+Boot KERNEL and run it until it powers off or dies, rebooting it when it asks.
+The guest's console (hvc0) is this terminal: keys go to the guest as typed,
+Ctrl-C included; press Ctrl-C three times within a second to stop the guest.
+Devices appear in the guest in command-line order (/dev/vda, /dev/vdb, ...;
+eth0, eth1, ...), the console last."""
 
 RUN_EPILOG = f"""\
 KERNEL is an i386 vmlinux (ELF) or bzImage built with lguest guest support
@@ -61,16 +85,28 @@ KERNEL is an i386 vmlinux (ELF) or bzImage built with lguest guest support
 The words after KERNEL form the kernel command line; put "--" before them
 if one of them starts with "-".
 
+devices:
+  --block FILE[,ro]    a disk on the raw image FILE; ",ro" makes it read-only
+  --tunnet IP[:MAC]    a network card on a new tap interface with host address IP
+  --tunnet bridge:NAME[:MAC]
+                       ... on a tap interface added to bridge NAME (needs root)
+  --net unix:PATH[,mac=MAC]
+                       a network card linked to another lguest through the Unix
+                       socket PATH (the first to start listens, the second connects)
+  --rng                a hardware random number generator (/dev/hwrng)
+
 examples:
   lguest run
   lguest run -m 256 vmlinux root=/dev/vda
   lguest run bzImage --initrd initrd.img -- -v rdinit=/bin/sh
+  lguest run --block disk.img --block cd.iso,ro --tunnet 192.168.19.1 vmlinux
 
 exit status:
   {EXIT_POWEROFF}    the guest powered off
-  {EXIT_DIED}    the kernel could not be loaded, or the guest crashed or was killed
-  {EXIT_RESTART}    the guest asked to reboot (not supported yet), or a usage error
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
+  {EXIT_DIED}    the kernel or a device could not be set up, or the guest crashed
+       or was killed
+  {EXIT_RESTART}    the guest asked to reboot and --no-reboot was given, or a usage error
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C, or three Ctrl-Cs at the guest's console)"""
 
 _CHAPTER_LIST = ", ".join(f"{ch} ({title})" for ch, title in journey.CHAPTERS.items())
 JOURNEY_DESCRIPTION = f"""\
@@ -90,6 +126,47 @@ def _memory_size(text: str) -> int:
             f"memory must be between 1 and {MAX_MEMORY_MIB} MiB, not {value}"
         )
     return value
+
+
+def _block_spec(text: str) -> tuple[str, bool]:
+    """argparse type for --block: FILE or FILE,ro."""
+    path, readonly = text, False
+    if text.endswith(",ro"):
+        path, readonly = text[: -len(",ro")], True
+    elif text.endswith(",rw"):
+        path = text[: -len(",rw")]
+    if not path:
+        raise argparse.ArgumentTypeError(f"expected FILE or FILE,ro, not {text!r}")
+    return path, readonly
+
+
+def _tunnet_spec(text: str) -> TunnetSpec:
+    try:
+        return parse_tunnet(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (expected IP[:MAC] or bridge:NAME[:MAC])")
+
+
+def _net_spec(text: str) -> NetSpec:
+    try:
+        return parse_net_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+class _AddDevice(argparse.Action):
+    """Append (kind, value) to ``devices``, keeping the command line's order."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        devices = list(getattr(namespace, "devices", None) or [])
+        devices.append((self.const, values))
+        namespace.devices = devices
 
 
 def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -121,6 +198,43 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="guest RAM in MiB (default: %(default)s)",
     )
     run.add_argument("--initrd", metavar="FILE", help="load FILE as the initial RAM disk")
+    run.set_defaults(devices=[])
+    run.add_argument(
+        "--block",
+        metavar="FILE[,ro]",
+        action=_AddDevice,
+        const="block",
+        type=_block_spec,
+        help="add a disk backed by the raw image FILE (repeatable)",
+    )
+    run.add_argument(
+        "--tunnet",
+        metavar="SPEC",
+        action=_AddDevice,
+        const="tunnet",
+        type=_tunnet_spec,
+        help="add a network card on a tap device: IP[:MAC] or bridge:NAME[:MAC] (root)",
+    )
+    run.add_argument(
+        "--net",
+        metavar="SPEC",
+        action=_AddDevice,
+        const="net",
+        type=_net_spec,
+        help="add a network card linked through a Unix socket: unix:PATH[,mac=MAC]",
+    )
+    run.add_argument(
+        "--rng",
+        action=_AddDevice,
+        const="rng",
+        nargs=0,
+        help="add a random number generator",
+    )
+    run.add_argument(
+        "--no-reboot",
+        action="store_true",
+        help="exit with status 2 when the guest asks to reboot, instead of rebooting it",
+    )
     run.add_argument(
         "-v",
         "--verbose",
@@ -178,31 +292,97 @@ def _split_kernel_args(words: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def _report(result: GuestExit) -> int:
     if result.restart:
-        _error("the guest asked to reboot; rebooting is not supported yet")
+        _error("the guest asked to reboot (not rebooting: --no-reboot)")
     elif not result.poweroff:
         _error(f"guest died: {result.reason}")
     return result.status
 
 
+def build_devices(specs: Sequence[tuple[str, Any]]) -> list[Device]:
+    """The devices of ``lguest run``'s options, in order; LaunchError if one cannot be made.
+
+    Devices made before the failing one are closed again.
+    """
+    devices: list[Device] = []
+    try:
+        for kind, value in specs:
+            if kind == "block":
+                path, readonly = value
+                devices.append(Block(path, readonly))
+            elif kind == "tunnet":
+                devices.append(Net(TapBackend(value), value.mac))
+            elif kind == "net":
+                devices.append(Net(UnixSocketBackend(value.path), value.mac))
+            elif kind == "rng":
+                devices.append(Rng())
+            else:  # pragma: no cover - the parser makes only these
+                raise AssertionError(kind)
+    except BaseException:
+        for device in devices:
+            device.close()
+        raise
+    return devices
+
+
+def _console_input() -> int | None:
+    """Standard input's descriptor, or None if there is none."""
+    try:
+        return sys.stdin.fileno() if sys.stdin is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _signals_as_exits() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into SystemExit while the guest runs, so that every
+    cleanup (the terminal's mode above all) runs on the way out."""
+
+    def leave(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous: list[tuple[int, Callable[[int, Any], Any] | int | None]] = []
+    for signum in (int(signal.SIGTERM), int(signal.SIGHUP)):
+        try:
+            previous.append((signum, signal.signal(signum, leave)))
+        except (ValueError, OSError):  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous:
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
 def run_command(args: argparse.Namespace, kernel_args: Sequence[str]) -> int:
     """``lguest run``: boot and run one guest; return the exit status."""
-    handler: logging.Handler | None = None
     logger = logging.getLogger("lguest")
-    if args.verbose:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
-        with Launcher(
-            args.kernel,
-            args.memory,
-            " ".join(kernel_args),
-            args.initrd,
-            output=sys.stdout.buffer,
-        ) as launcher:
-            launcher.boot()
-            result = launcher.run()
+        with _signals_as_exits():
+            launcher = Launcher(
+                args.kernel,
+                args.memory,
+                " ".join(kernel_args),
+                args.initrd,
+                output=sys.stdout.buffer,
+            )
+            launcher.prepare()
+            bus = LguestBus(build_devices(args.devices))
+            launcher.bus = bus
+            bus.bind(launcher.stop_guest, launcher.interrupt)
+            with launcher:
+                bus.add(Console(_console_input(), sys.stdout.buffer))
+                launcher.boot()
+                result = launcher.run()
+                while result.restart and not args.no_reboot:
+                    logger.info("the guest asked to reboot: rebooting")
+                    launcher.reboot()
+                    result = launcher.run()
     except LaunchError as exc:
         _error(str(exc))
         return EXIT_DIED
@@ -219,8 +399,8 @@ def run_command(args: argparse.Namespace, kernel_args: Sequence[str]) -> int:
         _error(_describe_os_error(exc))
         return EXIT_DIED
     finally:
-        if handler is not None:
-            logger.removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
     return _report(result)
 
 

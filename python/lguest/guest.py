@@ -9,18 +9,38 @@
     print(result.poweroff, result.status)  # True 0
     print(guest.output.decode())           # what it printed
 
-A guest is built (kernel loaded, memory initialised) when the ``Guest`` is
-created, so a bad kernel path or image raises :class:`~lguest.LaunchError`
-right there.  :meth:`Guest.run` runs it until it powers off, reboots or
-crashes, and returns a :class:`~lguest.launcher.GuestExit` saying which.
+With devices, and a script at the console::
+
+    with Guest("bzImage", memory=128, cmdline="root=/dev/vda") as guest:
+        guest.add_block("disk.img")
+        guest.add_rng()
+        guest.expect("login:", timeout=60)
+        guest.send("root\\n")
+        guest.expect(rb"# $")
+        guest.send("poweroff\\n")
+        print(guest.run(timeout=30).status)
+
+The kernel and initrd are read and checked when the ``Guest`` is created, so
+a bad path or image raises :class:`~lguest.LaunchError` right there.  Devices
+are added before the guest boots, which happens at the first :meth:`run`,
+:meth:`expect` or :meth:`boot`; the console is always there, last.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from typing import TYPE_CHECKING, BinaryIO
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
+from lguest.bus import LguestBus
+from lguest.devices import Device
+from lguest.devices.block import Block
+from lguest.devices.console import Console
+from lguest.devices.net import Net, NetBackend, Switch, UnixSocketBackend
+from lguest.devices.rng import Rng
 from lguest.launcher import GuestExit, KernelSource, Launcher
 
 if TYPE_CHECKING:
@@ -29,7 +49,59 @@ if TYPE_CHECKING:
     from lguest.boot import BootInfo
     from lguest.layout import MemoryLayout
 
-__all__ = ["Guest"]
+__all__ = ["ConsoleLog", "Guest"]
+
+
+class ConsoleLog:
+    """Where a :class:`Guest`'s console output goes: kept for :meth:`Guest.expect`,
+    and copied to ``stream`` if there is one.  Written from device threads."""
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self.stream = stream
+        self._data = bytearray()
+        self._all = io.BytesIO() if stream is None else None
+        self._lock = threading.Lock()
+        #: Where the next expect() starts looking, as an offset into _data.
+        self._start = 0
+        #: Called after each write while someone waits for output.
+        self.on_write: Callable[[], None] | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        chunk = bytes(data)
+        with self._lock:
+            self._data += chunk
+            if self._all is not None:
+                self._all.write(chunk)
+        if self.stream is not None:
+            self.stream.write(chunk)
+        hook = self.on_write
+        if hook is not None:
+            hook()
+        return len(chunk)
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            self.stream.flush()
+
+    @property
+    def collected(self) -> bytes:
+        """Everything written, if there is no stream to copy it to."""
+        return self._all.getvalue() if self._all is not None else b""
+
+    def search(self, pattern: re.Pattern[bytes]) -> re.Match[bytes] | None:
+        """Find ``pattern`` in what arrived since the last match; consume up to its end."""
+        with self._lock:
+            found = pattern.search(self._data, self._start)
+            if found is not None:
+                self._start = found.end()
+                if self.stream is not None and self._start > 1 << 20:
+                    # Only expect() needs the old output, and it has seen it.
+                    del self._data[: self._start]
+                    self._start = 0
+            return found
 
 
 class Guest:
@@ -47,6 +119,13 @@ class Guest:
     ``output``
         A binary stream for the guest's console output.  Without one, the
         output is collected and available as :attr:`output`.
+    ``input``
+        Where console input comes from: a file descriptor or file (a terminal
+        is put in the console's mode while the guest lives).  Without one,
+        input is what :meth:`send` sends.
+    ``devices``
+        Devices to add, in order (more can be added with the ``add_*``
+        methods before the guest boots).
     """
 
     def __init__(
@@ -57,20 +136,143 @@ class Guest:
         initrd: str | os.PathLike[str] | None = None,
         *,
         output: BinaryIO | None = None,
+        input: int | IO[bytes] | IO[str] | None = None,
+        devices: Sequence[Device] = (),
     ) -> None:
-        self._collected: io.BytesIO | None = None
-        stream: BinaryIO
-        if output is None:
-            self._collected = stream = io.BytesIO()
-        else:
-            stream = output
-        self._launcher = Launcher(kernel, memory, cmdline, initrd, output=stream)
+        self._log = ConsoleLog(output)
+        self._bus = LguestBus(devices)
+        stream = cast(BinaryIO, self._log)
+        self._launcher = Launcher(kernel, memory, cmdline, initrd, output=stream, bus=self._bus)
+        try:
+            self._launcher.prepare()
+            #: The console device (always present, and last on the bus).
+            self.console = Console(input, stream)
+        except BaseException:
+            self._launcher.close()
+            raise
+        self._booted = False
+
+    # --- devices -------------------------------------------------------------
+
+    def add_device(self, device: Device) -> Device:
+        """Add any device (a :class:`~lguest.devices.Device`) before the console."""
+        if self._booted:
+            raise RuntimeError("devices must be added before the guest boots")
+        return self._bus.add(device)
+
+    def add_block(
+        self,
+        path: str | os.PathLike[str],
+        readonly: bool = False,
+        *,
+        serial: str | bytes | None = None,
+    ) -> Block:
+        """Add a disk backed by the raw image ``path`` (``/dev/vda``, ``/dev/vdb``, ...)."""
+        device = Block(path, readonly, serial=serial)
+        try:
+            self.add_device(device)
+        except BaseException:
+            device.close()
+            raise
+        return device
+
+    def add_net(self, backend: NetBackend | Switch | str, mac: bytes | str | None = None) -> Net:
+        """Add a network card on ``backend``: a :class:`~lguest.devices.net.Switch`,
+        any backend object, or ``"unix:PATH"`` for a Unix-socket link."""
+        if isinstance(backend, str):
+            if not backend.startswith("unix:"):
+                raise ValueError(f"unknown network backend {backend!r} (try unix:PATH)")
+            backend = UnixSocketBackend(backend[len("unix:") :])
+        device = Net(backend, mac)
+        try:
+            self.add_device(device)
+        except BaseException:
+            device.close()
+            raise
+        return device
+
+    def add_rng(self) -> Rng:
+        """Add an entropy device (``/dev/hwrng`` in the guest)."""
+        device = Rng()
+        self.add_device(device)
+        return device
+
+    # --- running ---------------------------------------------------------------
+
+    def boot(self) -> None:
+        """Build the guest now (otherwise the first run or expect does)."""
+        if self._booted:
+            return
+        self._bus.add(self.console)
+        self._booted = True
         self._launcher.boot()
+
+    def run(self, timeout: float | None = None) -> GuestExit:
+        """Run the guest until it powers off, reboots or dies; return how it ended.
+
+        With ``timeout`` (seconds), raise :class:`TimeoutError` if it is still
+        running then; it is paused, and another ``run`` or ``expect`` carries
+        on.  Calling ``run`` again after the guest has ended returns the same
+        result; after a reboot request, call :meth:`reboot` first.
+        """
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must not be negative, not {timeout}")
+        self.boot()
+        return self._launcher.run(timeout)
+
+    def reboot(self) -> None:
+        """After the guest asked to reboot: build it afresh, with the same devices."""
+        self._launcher.reboot()
+
+    # --- the console -----------------------------------------------------------
+
+    def send(self, text: str | bytes) -> None:
+        """Type ``text`` at the guest's console (needs no ``input`` given)."""
+        self.console.send(text)
+
+    def expect(
+        self, pattern: str | bytes | re.Pattern[bytes], timeout: float | None = 10.0
+    ) -> re.Match[bytes]:
+        """Run the guest until its console output matches ``pattern``; return the match.
+
+        ``pattern`` is a regular expression (``str`` patterns are encoded as
+        UTF-8) searched in the output that arrived since the previous match.
+        Raises :class:`TimeoutError` after ``timeout`` seconds (the guest is
+        paused, and can go on), or :class:`EOFError` if the guest stops first.
+        """
+        if isinstance(pattern, str):
+            pattern = pattern.encode()
+        regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+        found = self._log.search(regex)
+        if found is not None:
+            return found
+        self.boot()
+        match: list[re.Match[bytes]] = []
+
+        def until() -> bool:
+            hit = self._log.search(regex)
+            if hit is not None:
+                match.append(hit)
+            return hit is not None
+
+        self._log.on_write = self._launcher.poke
+        try:
+            ended = self._launcher.run_until(until, timeout)
+        finally:
+            self._log.on_write = None
+        if match:
+            return match[0]
+        if until():
+            return match[0]
+        assert ended is not None
+        raise EOFError(f"the guest stopped ({ended.reason}) before {regex.pattern!r} appeared")
+
+    # --- state -----------------------------------------------------------------
 
     @property
     def output(self) -> bytes:
         """Console output collected so far (empty if an ``output`` stream was given)."""
-        return self._collected.getvalue() if self._collected is not None else b""
+        return self._log.collected
 
     @property
     def exit(self) -> GuestExit | None:
@@ -84,25 +286,22 @@ class Guest:
 
     @property
     def boot_info(self) -> BootInfo | None:
-        """Where the kernel, initrd and command line were loaded."""
+        """Where the kernel, initrd and command line were loaded (once booted)."""
         return self._launcher.boot_info
 
-    def run(self, timeout: float | None = None) -> GuestExit:
-        """Run the guest until it powers off, reboots or dies; return how it ended.
-
-        ``timeout`` (seconds) is accepted for forward compatibility but **not
-        enforced yet**: the core has no way to stop a running guest from outside
-        so far, and a guest that never shuts down runs until Ctrl-C
-        (KeyboardInterrupt).  Calling ``run`` again after the guest has ended
-        returns the same result.
-        """
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must not be negative, not {timeout}")
-        return self._launcher.run()
+    @property
+    def bus(self) -> LguestBus:
+        """The lguest bus and its devices."""
+        return self._bus
 
     def close(self) -> None:
-        """Release the guest and its memory.  The Guest cannot run afterwards."""
-        self._launcher.close()
+        """Stop the devices and release the guest and its memory.  The Guest cannot run
+        afterwards."""
+        try:
+            self._launcher.close()
+        finally:
+            if not self._booted:
+                self.console.close()
 
     def __enter__(self) -> Guest:
         return self

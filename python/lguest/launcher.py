@@ -20,20 +20,28 @@ reboot                2       ``restart`` true
 
 (The original Launcher exited with status 1 on power-off and re-executed
 itself to reboot.  Power-off is the orderly way for a guest to finish, so it
-is success here; rebooting in-process can come later, and until then the
-caller sees status 2 and may start a fresh guest.)
+is success here.  A reboot is rebuilt in-process by :meth:`Launcher.reboot`:
+fresh memory, the kernel loaded again, the same devices; ``lguest run`` does
+that unless told ``--no-reboot``, in which case it exits with status 2.)
 """
 
 from __future__ import annotations
 
+import _thread
+import functools
 import logging
+import operator
 import os
+import signal
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from lguest.boot import BootInfo, plan_guest, read_file
+from lguest.boot import BootInfo, BootPlan, plan_guest, read_file
 from lguest.errors import GuestFault, LaunchError
 from lguest.layout import MemoryLayout
 
@@ -120,6 +128,13 @@ class Bus(Protocol):
       NOTIFY to a device that is already running) raises
       :class:`~lguest.errors.GuestFault`, which stops the guest with that reason;
     - in :meth:`close`, stop its worker threads.
+
+    :class:`lguest.bus.LguestBus` is the implementation.  A bus may also have a
+    ``bind(on_fault, on_interrupt)`` method, which the Launcher calls with two
+    thread-safe callbacks: stop the guest with a reason (a device thread found
+    the guest misbehaving), and stop it as if interrupted (the console's triple
+    Ctrl-C).  ``setup`` is called again, with a fresh core and layout, when the
+    guest reboots.
     """
 
     def setup(self, lguest: Lguest, layout: MemoryLayout) -> None: ...
@@ -145,10 +160,11 @@ class Launcher:
     """One guest, from loading to death.
 
     ``Launcher(kernel, memory, cmdline, initrd)`` only remembers its arguments
-    (and checks the memory size); :meth:`boot` reads the files, allocates the
-    guest and initialises it; :meth:`run` boots if needed and runs the guest
-    until it dies.  Early console output goes to ``output`` (default: the
-    process's standard output), flushed after each write.
+    (and checks the memory size); :meth:`prepare` reads and checks the files;
+    :meth:`boot` allocates the guest and initialises it; :meth:`run` boots if
+    needed and runs the guest until it dies.  Early console output goes to
+    ``output`` (default: the process's standard output), flushed after each
+    write.
     """
 
     def __init__(
@@ -173,14 +189,44 @@ class Launcher:
         self.boot_info: BootInfo | None = None
         #: How the guest ended, once it has.
         self.exit: GuestExit | None = None
+        #: How many times the guest has been rebooted.
+        self.reboots = 0
         self._guest_died: type[GuestDied] | None = None
         self._mem: memoryview | None = None
         self._closed = False
+        self._plan: tuple[BootPlan, str, str] | None = None
+        # Stopping a running guest from other threads (L:260).
+        self._fault: str | None = None
+        self._interrupt = False
+        self._poked = False
+        self._poke_lock = threading.Lock()
+        self._signal_pokes = False
+        self._inside: set[int] = set()
+        self._leave_core = functools.partial(self._inside.discard, 1)
+        bind = getattr(bus, "bind", None)
+        if bind is not None:
+            bind(self.stop_guest, self.interrupt)
 
     def _read_kernel(self) -> tuple[bytes, str]:
         if self.kernel is None:
             return demo_kernel()
         return read_file(self.kernel, "kernel"), os.fspath(self.kernel)
+
+    def prepare(self) -> None:
+        """Read the kernel and initrd and check that they fit, touching no guest memory.
+
+        :meth:`boot` does this itself if it was not done; doing it early reports
+        a bad kernel before anything else happens.
+        """
+        if self._plan is not None:
+            return
+        kernel, kernel_name = self._read_kernel()
+        initrd = read_file(self.initrd, "initrd") if self.initrd is not None else None
+        initrd_name = os.fspath(self.initrd) if self.initrd is not None else "initrd"
+        plan = plan_guest(
+            self.layout.ram_size, kernel, kernel_name, self.cmdline, initrd, initrd_name
+        )
+        self._plan = (plan, kernel_name, initrd_name)
 
     def boot(self) -> None:
         """Build the guest: read the files, allocate memory, load, initialise.
@@ -198,10 +244,9 @@ class Launcher:
         if self.lguest is not None:
             raise RuntimeError("this Launcher has already booted its guest")
         layout = self.layout
-        kernel, kernel_name = self._read_kernel()
-        initrd = read_file(self.initrd, "initrd") if self.initrd is not None else None
-        initrd_name = os.fspath(self.initrd) if self.initrd is not None else "initrd"
-        plan = plan_guest(layout.ram_size, kernel, kernel_name, self.cmdline, initrd, initrd_name)
+        self.prepare()
+        assert self._plan is not None
+        plan, kernel_name, initrd_name = self._plan
 
         # The extension is imported here rather than at the top so that
         # ``import lguest`` (and all of the loading code) works without it.
@@ -240,6 +285,35 @@ class Launcher:
         self._mem = lguest.mem
         self.boot_info = info
 
+    # L:270 Rebooting.
+    #
+    # The original Launcher rebooted by re-executing itself with the same
+    # arguments.  Here the same happens without a new process: the old guest
+    # (its core object, and with it its memory) is dropped, a fresh one is
+    # built with the same memory size, the kernel and initrd are read again
+    # and the bus lays out the same devices again -- the same descriptor page,
+    # the same vrings, the same interrupts.  The devices keep their host side
+    # (the open disk image, the tap device, the terminal's mode); their queue
+    # threads are stopped and they start over, reset, as on a real reboot.
+
+    def reboot(self) -> None:
+        """Rebuild the guest after it asked to reboot; :meth:`run` then boots it afresh."""
+        if self._closed:
+            raise RuntimeError("this Launcher is closed")
+        if self.exit is None or not self.exit.restart:
+            raise RuntimeError("the guest has not asked to reboot")
+        log.debug("rebooting")
+        self.layout = MemoryLayout(self.layout.megabytes)
+        self.lguest = None
+        self._mem = None
+        self.boot_info = None
+        self.exit = None
+        self._fault = None
+        self._interrupt = False
+        self._plan = None
+        self.reboots += 1
+        self.boot()
+
     # L:150 The run loop.
     #
     # The core runs the guest with the GIL released and comes back only when it
@@ -247,38 +321,192 @@ class Launcher:
     # thread has claimed with an eventfd, or the guest's death.  Kicks to a
     # running device's vring never come here -- the core signals that device's
     # eventfd itself and the guest carries on -- so this loop is not on any
-    # fast path.  It handles one address, then resumes the guest.
+    # fast path.  It handles one address, then resumes the guest.  Before
+    # resuming it looks at what other threads asked for (L:260): a device
+    # fault, an interrupt, the caller's condition or deadline.
 
-    def run(self) -> GuestExit:
+    def run(self, timeout: float | None = None) -> GuestExit:
         """Run the guest until it dies; boot it first if :meth:`boot` was not called.
 
-        Returns the same :class:`GuestExit` if called again after the guest died.
-        KeyboardInterrupt (Ctrl-C) propagates, leaving the guest stopped.
+        Returns the same :class:`GuestExit` if called again after the guest
+        died.  With ``timeout`` (seconds), raises :class:`TimeoutError` if the
+        guest is still running then; it is paused, and ``run`` resumes it.
+        KeyboardInterrupt (Ctrl-C, or three from the console) propagates,
+        leaving the guest paused.
+        """
+        result = self.run_until(None, timeout)
+        assert result is not None
+        return result
+
+    def run_until(
+        self, until: Callable[[], bool] | None, timeout: float | None = None
+    ) -> GuestExit | None:
+        """Run the guest until ``until()`` is true (None), it dies (its exit), or
+        ``timeout`` seconds pass (:class:`TimeoutError`).
+
+        ``until`` is checked whenever the guest stops in this thread: call
+        :meth:`poke` from the thread that makes it true.
         """
         if self.exit is not None:
             return self.exit
         if self._closed:
             raise RuntimeError("this Launcher is closed")
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must not be negative, not {timeout}")
         if self.lguest is None:
             self.boot()
         assert self.lguest is not None and self._guest_died is not None
         lguest = self.lguest
+        deadline = None if timeout is None else time.monotonic() + timeout
+        timer: threading.Timer | None = None
+        if timeout is not None:
+            timer = threading.Timer(timeout, self.poke)
+            timer.daemon = True
+            timer.start()
+        restore = self._enable_signal_pokes(lguest)
+        try:
+            return self._loop(lguest, until, deadline)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            restore()
+
+    def _loop(
+        self, lguest: Lguest, until: Callable[[], bool] | None, deadline: float | None
+    ) -> GuestExit | None:
+        assert self._guest_died is not None
+        guest_died = self._guest_died
+        run_core = functools.partial(_call_each, (lguest.run, self._leave_core))
+        leave = self._leave_core
         while self.exit is None:
+            # Every way out of this try leaves the core with ``leave`` (C code)
+            # as its first call, before any other call could run a signal
+            # handler that still thinks we are inside (L:260).
             try:
-                address = lguest.run()
+                # From here until the core has returned and we have left it
+                # (L:260), a poke interrupts the core.
+                self._inside.add(1)
+                if self._fault is not None:
+                    leave()
+                    self.exit = GuestExit(reason=self._fault)
+                    break
+                if self._interrupt:
+                    self._interrupt = False
+                    raise KeyboardInterrupt
+                if until is not None and until():
+                    leave()
+                    return None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("the guest is still running")
+                address = run_core()[0]
             except InterruptedError:
-                # A signal arrived; any Python handler has run (Ctrl-C would have
-                # raised KeyboardInterrupt instead), and the guest carries on.
+                # A signal arrived, or another thread poked us; any Python
+                # handler has run (Ctrl-C would have raised KeyboardInterrupt
+                # instead).  Look at the requests again, then carry on.
+                leave()
                 continue
-            except self._guest_died as death:
+            except guest_died as death:
+                leave()
                 self.exit = self._death(death)
                 break
+            except BaseException:
+                leave()
+                raise
+            if self._fault is not None:
+                continue
             try:
                 self.handle_notify(address)
             except GuestFault as fault:
                 self.exit = GuestExit(reason=str(fault))
+        assert self.exit is not None
         log.debug("guest exit: %s (status %d)", self.exit.reason, self.exit.status)
         return self.exit
+
+    # L:260 Stopping the guest from another thread.
+    #
+    # The core's run() returns only for a NOTIFY the Launcher must see, for
+    # the guest's death, or for a signal: every 20 ms or so it lets Python's
+    # signal handlers run, in the main thread.  A device thread that finds the
+    # guest misbehaving, the console's triple Ctrl-C, a timeout or a script
+    # waiting for console output all need run() to return now.  If the core
+    # offers a thread-safe ``interrupt()`` we use that.  Otherwise, when the
+    # loop runs in the main thread, a poke is a simulated SIGINT
+    # (``_thread.interrupt_main``) with our own handler installed for the
+    # duration of the loop: it raises InterruptedError, which the core passes
+    # up and the loop catches, then looks at what was asked.
+    #
+    # The handler must raise only while the core is running: raised anywhere
+    # else it could lose a NOTIFY address the core had just returned.  So the
+    # loop marks "inside" before calling the core, and the mark is cleared by C
+    # code (set.discard, called by map() straight after run() returns) before
+    # any Python bytecode -- and so any signal handler -- can run; when run()
+    # raises instead, the same C call is the first thing each except clause
+    # does (CPython runs pending handlers only after a call, at a backward jump
+    # or on entering a function, so nothing runs before it).  A real
+    # Ctrl-C still goes to the previous handler (KeyboardInterrupt).  Without
+    # either way in (a loop in another thread, an old core), a device fault
+    # still detaches the eventfds so that the guest's next kick comes back to
+    # the loop; timeouts are then checked only when the core returns.
+
+    def poke(self) -> None:
+        """Make a running :meth:`run` look at its requests now (any thread)."""
+        core_interrupt = getattr(self.lguest, "interrupt", None)
+        if core_interrupt is not None:
+            try:
+                core_interrupt()
+            except OSError:
+                pass
+            return
+        with self._poke_lock:
+            self._poked = True
+            if self._signal_pokes:
+                _thread.interrupt_main(signal.SIGINT)
+
+    def stop_guest(self, reason: str) -> None:
+        """Stop the guest: it dies with ``reason`` (status 1).  Any thread."""
+        if self._fault is None:
+            self._fault = reason
+        self.poke()
+
+    def interrupt(self) -> None:
+        """Stop the run loop with KeyboardInterrupt, as Ctrl-C would.  Any thread."""
+        self._interrupt = True
+        self.poke()
+
+    def _enable_signal_pokes(self, lguest: Lguest) -> Callable[[], None]:
+        """Install the SIGINT handler of L:260 if needed; return how to undo it."""
+        if getattr(lguest, "interrupt", None) is not None:
+            return _nothing
+        if threading.current_thread() is not threading.main_thread():
+            return _nothing
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is None:  # installed from C: we could not put it back
+            return _nothing
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._poked:
+                self._poked = False
+                if 1 in self._inside:
+                    raise InterruptedError(4, "interrupted by the Launcher")
+                return
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, handler)
+        with self._poke_lock:
+            self._signal_pokes = True
+
+        def restore() -> None:
+            with self._poke_lock:
+                self._signal_pokes = False
+            # A poke that tripped the signal just before may not have been
+            # handled yet: calling any Python function runs pending handlers.
+            _nothing()
+            signal.signal(signal.SIGINT, previous)
+
+        return restore
 
     def handle_notify(self, address: int) -> None:
         """Classify one NOTIFY address the core returned (abi-devices.md 2.7).
@@ -323,8 +551,8 @@ class Launcher:
         """Stop the devices and let go of the guest (and its memory)."""
         self._closed = True
         if self.bus is not None:
-            self.bus.close()
-            self.bus = None
+            bus, self.bus = self.bus, None
+            bus.close()
         self._mem = None
         self.lguest = None
 
@@ -338,6 +566,19 @@ class Launcher:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _nothing() -> None:
+    """A Python function to call (see L:260)."""
+
+
+_CALL = operator.methodcaller("__call__")
+
+
+def _call_each(functions: tuple[Callable[[], Any], ...]) -> list[Any]:
+    # map() calls each function from C, one straight after the other, with no
+    # Python bytecode (and so no signal handler) in between.
+    return list(map(_CALL, functions))
 
 
 #: How far to look for a NUL at first: most console strings are a line or
