@@ -64,14 +64,15 @@ startup_32:
 
 	/*
 	 * lguest_demo_main() never returns: it ends by asking the Host to
-	 * shut us down.  If we ever get here, ud2 raises a trap we have no
-	 * handler for, and the Host kills us instead of letting us spin.
+	 * shut us down.  If we ever get here, ud2 raises a trap that ends in
+	 * a panic (or, before our IDT exists, in the Host killing us).
 	 */
 	ud2
 
 /* The boot stack lives in the BSS, so it costs nothing in the image. */
 	.section .bss
 	.balign	16
+	.globl	boot_stack_top
 boot_stack:
 	.skip	BOOT_STACK_SIZE
 boot_stack_top:

@@ -19,10 +19,44 @@
  */
 #define PAGE_OFFSET		0xC0000000
 
-/* Hypercall numbers we use (the full table is in abi-core.md 3.3). */
+/* Hypercall numbers (the full table is in abi-core.md 3.3). */
+#define LHCALL_FLUSH_ASYNC	0
 #define LHCALL_LGUEST_INIT	1
 #define LHCALL_SHUTDOWN		2
+#define LHCALL_NEW_PGTABLE	4
+#define LHCALL_FLUSH_TLB	5
+#define LHCALL_LOAD_IDT_ENTRY	6
+#define LHCALL_SET_STACK	7
+#define LHCALL_TS		8
+#define LHCALL_SET_CLOCKEVENT	9
+#define LHCALL_HALT		10
+#define LHCALL_SET_PTE		14
+#define LHCALL_SET_PGD		15
+#define LHCALL_LOAD_TLS		16
 #define LHCALL_NOTIFY		17
+#define LHCALL_LOAD_GDT_ENTRY	18
+#define LHCALL_SEND_INTERRUPTS	19
+
+/*
+ * Segment selectors.  The Host starts us on GDT entries 12 and 13; we keep
+ * Linux's numbering for everything we add.  Our kernel runs in ring 1, so
+ * its selectors carry RPL 1; user selectors carry RPL 3.
+ */
+#define GDT_ENTRY_TLS_MIN	6
+#define GDT_ENTRY_KERNEL_CS	12
+#define GDT_ENTRY_KERNEL_DS	13
+#define GDT_ENTRY_USER_CS	14
+#define GDT_ENTRY_USER_DS	15
+#define GDT_ENTRIES		32
+#define __KERNEL_CS		(GDT_ENTRY_KERNEL_CS * 8 + 1)
+#define __KERNEL_DS		(GDT_ENTRY_KERNEL_DS * 8 + 1)
+#define __USER_CS		(GDT_ENTRY_USER_CS * 8 + 3)
+#define __USER_DS		(GDT_ENTRY_USER_DS * 8 + 3)
+#define __USER_TLS		(GDT_ENTRY_TLS_MIN * 8 + 3)
+
+/* Interrupt lines: IRQ n arrives through IDT vector 0x20 + n. */
+#define FIRST_EXTERNAL_VECTOR	0x20
+#define LGUEST_IRQS		32
 
 /* The second argument of LHCALL_SHUTDOWN. */
 #define LGUEST_SHUTDOWN_POWEROFF	1
@@ -72,9 +106,9 @@ struct lguest_data {
 	u32 irq_pending;
 	/*
 	 * The asynchronous hypercall ring: 0xFF means "slot free", anything
-	 * else "please execute hcalls[n]".  We never queue calls yet, but the
-	 * Host drains this ring before every synchronous call, so every byte
-	 * must start as 0xFF or it would run 64 bogus hypercalls.
+	 * else "please execute hcalls[n]" (G:270 fills it).  The Host drains
+	 * this ring before every synchronous call, so every byte must start
+	 * as 0xFF or it would run 64 bogus hypercalls.
 	 */
 	u8 hcall_status[LHCALL_RING_SIZE];
 	struct hcall_args hcalls[LHCALL_RING_SIZE];

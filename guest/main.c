@@ -1,13 +1,12 @@
 /*
- * main.c - the demo Guest's C half: say hello, show what the Launcher gave
- * us, and ask the Host to turn us off.
- *
- * There is no libc here and no interrupts: just straight-line integer code
- * and hypercalls.
+ * main.c - the demo Guest's C entry: read what the Launcher gave us, set
+ * the kernel up piece by piece, then run the selftest, the demo tasks or
+ * the monitor, and ask the Host to turn us off.
  */
-#include "lguest.h"
+#include "kernel.h"
+#include "virtio.h"
 
-#define DEMO_VERSION "0.1"
+#define DEMO_VERSION "0.2"
 
 /* The command line may be up to 2048 bytes, as in the 2.6.32 boot protocol. */
 #define COMMAND_LINE_SIZE 2048
@@ -25,93 +24,70 @@
  *   everything above it identical in every address space;
  * - syscall_vec must be 0x80, or the Host refuses us.
  *
- * We never enable interrupts, so there is no iret path to protect and the
- * no-interrupt window [noirq_start, noirq_end) is left empty (0, 0).
+ * The Host also reads the no-interrupt window [noirq_start, noirq_end)
+ * once, here: it brackets the two instructions of lguest_iret (G:240).
+ * Every other interrupt line starts masked too, until a driver asks for it.
  */
+extern char lguest_noirq_start[], lguest_noirq_end[];
+
 struct lguest_data lguest_data = {
 	.irq_enabled = 0,
-	.blocked_interrupts = 1,
+	.blocked_interrupts = 0xFFFFFFFF,
 	.hcall_status = { [0 ... LHCALL_RING_SIZE - 1] = 0xFF },
-	.noirq_start = 0,
-	.noirq_end = 0,
+	.noirq_start = (u32)lguest_noirq_start,
+	.noirq_end = (u32)lguest_noirq_end,
 	.kernel_address = PAGE_OFFSET,
 	.syscall_vec = SYSCALL_VECTOR,
 };
 
 /* Our private copy of the command line; the BSS keeps it NUL-terminated. */
-static char command_line[COMMAND_LINE_SIZE];
-
-/*
- * G:120 Before a Guest has a virtio console it still wants to talk, and
- * lguest gives it the simplest possible channel: LHCALL_NOTIFY with the
- * physical address of a NUL-terminated string of at most 16 characters.
- * The Host cannot make sense of that address, so it hands it to the
- * Launcher, which sees that it points into ordinary memory and prints it.
- *
- * So we cut every string into 16-character pieces, copy each into a small
- * buffer on our stack, and NOTIFY its physical address.  The stack is in
- * our BSS, so its physical address is simply virtual minus PAGE_OFFSET.
- */
-static void early_write(const char *s)
-{
-	char buf[17];
-	unsigned int n;
-
-	while (*s) {
-		for (n = 0; n < 16 && s[n]; n++)
-			buf[n] = s[n];
-		buf[n] = '\0';
-		hcall(LHCALL_NOTIFY, __pa(buf), 0, 0, 0);
-		s += n;
-	}
-}
-
-/* Numbers are printed by turning them into strings first. */
-static void early_write_dec(u32 v)
-{
-	char tmp[11];
-	int i = sizeof(tmp) - 1;
-
-	tmp[i] = '\0';
-	do {
-		tmp[--i] = '0' + v % 10;
-		v /= 10;
-	} while (v);
-	early_write(&tmp[i]);
-}
-
-static void early_write_hex(u32 v)
-{
-	static const char digits[] = "0123456789abcdef";
-	char tmp[11];
-	int i;
-
-	tmp[0] = '0';
-	tmp[1] = 'x';
-	for (i = 0; i < 8; i++)
-		tmp[2 + i] = digits[(v >> (28 - 4 * i)) & 0xF];
-	tmp[10] = '\0';
-	early_write(tmp);
-}
+char command_line[COMMAND_LINE_SIZE];
+u32 ram_size;
 
 /*
  * G:130 A Guest cannot simply stop.  "hlt" is privileged and faults in
- * ring 1, and the HALT hypercall only sleeps until an interrupt, of which we
- * will never have any.  Instead we ask the Host with LHCALL_SHUTDOWN.  The first argument is the physical address of a reason
- * string (the Host reads up to 128 bytes of it), the second says whether
- * the Launcher should power off (1) or boot a fresh Guest (2).  Linux uses
- * "Power down" for the first; we do the same, and print it too so that the
- * reason shows up on the console.
+ * ring 1, and the HALT hypercall only sleeps until an interrupt.  Instead
+ * we ask the Host with LHCALL_SHUTDOWN.  The first argument is the
+ * physical address of a reason string (the Host reads up to 128 bytes of
+ * it), the second says whether the Launcher should power off (1) or boot a
+ * fresh Guest (2).  Linux uses "Power down" for the first, and the panic
+ * message, also with 1, when it dies; the Launcher tells the two apart by
+ * the text alone.  We do the same, and print the reason too so that it
+ * shows up on the console.
  *
  * The Host never returns from this call.  If it somehow did, ud2 turns the
- * surprise into a trap we cannot handle, which the Host also kills us for.
+ * surprise into a trap, which ends in a panic or in the Host killing us.
  */
-static void __attribute__((noreturn)) shutdown(const char *reason, u32 how)
+void noreturn power_off(const char *reason, u32 how)
 {
-	early_write(reason);
-	early_write("\n");
-	hcall(LHCALL_SHUTDOWN, __pa(reason), how, 0, 0);
+	static char last_words[128];
+	u32 n = strlen(reason);
+
+	if (n > sizeof(last_words) - 1)
+		n = sizeof(last_words) - 1;
+	memcpy(last_words, reason, n);
+	last_words[n] = '\0';
+	printk("%s\n", last_words);
+	irq_disable();
+	hcall(LHCALL_SHUTDOWN, __pa(last_words), how, 0, 0);
 	__builtin_trap();
+}
+
+void noreturn panic(const char *fmt, ...)
+{
+	static int panicking;
+	char msg[120];
+	va_list ap;
+
+	irq_disable();
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* If the console itself panicked, fall back to the early one. */
+	if (panicking++)
+		console_output = NULL;
+	printk("Kernel panic: ");
+	power_off(msg, LGUEST_SHUTDOWN_POWEROFF);
 }
 
 /*
@@ -120,9 +96,9 @@ static void __attribute__((noreturn)) shutdown(const char *reason, u32 how)
  * Host has no way to report an error back, so it kills us ("Bad
  * hypercall 99").
  */
-static void __attribute__((noreturn)) crash(void)
+static void noreturn crash(void)
 {
-	early_write("crash requested: calling bad hypercall 99\n");
+	printk("crash requested: calling bad hypercall 99\n");
 	hcall(99, 0, 0, 0, 0);
 	__builtin_trap();
 }
@@ -137,8 +113,10 @@ static u32 current_ring(void)
 }
 
 /* Is word one of the space-separated words of the command line? */
-static int cmdline_has_word(const char *cmd, const char *word)
+int cmdline_has_word(const char *word)
 {
+	const char *cmd = command_line;
+
 	while (*cmd) {
 		const char *w = word;
 
@@ -199,37 +177,65 @@ static u32 read_boot_params(u32 boot_params_pa)
 	return mem;
 }
 
+/* The two user programs run side by side; see user.c. */
+static void run_user_demo(void)
+{
+	struct task *alpha = spawn_user("alpha", 0);
+	struct task *beta = spawn_user("beta", 1);
+
+	if (!alpha || !beta)
+		panic("cannot start the user tasks");
+	printk("demo: started user tasks alpha (pid %d) and beta (pid %d)\n",
+	       alpha->id, beta->id);
+	printk("demo: alpha exited with %d, ", task_wait(alpha));
+	printk("beta exited with %d\n", task_wait(beta));
+}
+
 /*
  * G:150 This is where head.S sends us, at our virtual address, with a
- * stack and with the Host already knowing our lguest_data.  A real kernel
- * would now load its GDT and IDT, set up its clock and page tables and
- * start init; the demo just shows that it is alive and leaves.
+ * stack and with the Host already knowing our lguest_data.  The order of
+ * what follows matters:
+ *
+ * - the GDT and IDT first, so that any trap from here on has a handler;
+ * - our own page tables (mm_init), which also sets up the page allocator
+ *   everything after needs;
+ * - task 0 and its kernel stack, then the FPU and the timer;
+ * - only then interrupts on, and the devices on the lguest bus.
  */
-void __attribute__((noreturn)) lguest_demo_main(u32 boot_params_pa)
+void noreturn lguest_demo_main(u32 boot_params_pa)
 {
-	u32 mem;
-
-	early_write("lguest demo guest " DEMO_VERSION ": hello from ring ");
-	early_write_dec(current_ring());
-	early_write("\n");
-
-	mem = read_boot_params(boot_params_pa);
-	early_write("boot_params: ");
-	early_write_dec(mem >> 20);
-	early_write(" MiB RAM, command line \"");
-	early_write(command_line);
-	early_write("\"\n");
-
+	ram_size = read_boot_params(boot_params_pa);
+	if (ram_size > 0x3F000000)	/* what fits below the reserved top */
+		ram_size = 0x3F000000;
+	printk("lguest demo guest " DEMO_VERSION ": hello from ring %u\n", current_ring());
+	printk("boot_params: %u MiB RAM, command line \"%s\"\n", ram_size >> 20, command_line);
 	/* These were written by the Host during LGUEST_INIT (G:110). */
-	early_write("lguest_data: pgdir ");
-	early_write_hex(lguest_data.pgdir);
-	early_write(" reserve_mem ");
-	early_write_hex(lguest_data.reserve_mem);
-	early_write("\n");
+	printk("lguest_data: pgdir %p reserve_mem %p tsc_khz %u\n",
+	       lguest_data.pgdir, lguest_data.reserve_mem, lguest_data.tsc_khz);
 
-	if (cmdline_has_word(command_line, "crash"))
+	if (cmdline_has_word("crash"))
 		crash();
-	if (cmdline_has_word(command_line, "reboot"))
-		shutdown("Restart", LGUEST_SHUTDOWN_RESTART);
-	shutdown("Power down", LGUEST_SHUTDOWN_POWEROFF);
+	if (cmdline_has_word("reboot"))
+		power_off("Restart", LGUEST_SHUTDOWN_RESTART);
+
+	gdt_init();
+	idt_init();
+	mm_init();
+	sched_init();
+	fpu_init();
+	timer_init();
+	irq_enable();
+	printk("kernel: own page tables at %p, %u pages free, FPU %s\n",
+	       __pa(kernel_pgdir), pages_free,
+	       fpu_present ? (fxsr_present ? "with FXSR" : "x87 only") : "not advertised");
+	virtio_init();
+
+	if (cmdline_has_word("selftest"))
+		selftest();		/* never returns */
+	run_user_demo();
+	if (cmdline_has_word("bench"))
+		bench();
+	if (cmdline_has_word("monitor"))
+		monitor();
+	power_off("Power down", LGUEST_SHUTDOWN_POWEROFF);
 }

@@ -77,6 +77,22 @@ def test_image_is_a_vmlinux_like_elf() -> None:
     assert VMCALL in IMAGE.read_bytes()
 
 
+def test_user_programs_are_embedded_page_aligned() -> None:
+    """mm.c maps the user blob's own pages into user space: it must start on a
+    page boundary and begin with the program header ("USER", count, entries)."""
+    elffile = pytest.importorskip("elftools.elf.elffile")
+    with IMAGE.open("rb") as f:
+        elf = elffile.ELFFile(f)
+        symtab = elf.get_section_by_name(".symtab")
+        (blob,) = symtab.get_symbol_by_name("user_blob")
+        (blob_end,) = symtab.get_symbol_by_name("user_blob_end")
+        rodata = elf.get_section_by_name(".rodata")
+        header = rodata.data()[blob["st_value"] - rodata["sh_addr"] :][:8]
+    assert blob["st_value"] % 4096 == 0 and blob_end["st_value"] % 4096 == 0
+    magic, count = struct.unpack("<II", header)
+    assert magic == 0x52455355 and count >= 2
+
+
 def test_lguest_data_initial_values() -> None:
     """The Host reads these at LGUEST_INIT, so they must be right in the file."""
     elffile = pytest.importorskip("elftools.elf.elffile")
@@ -92,10 +108,19 @@ def test_lguest_data_initial_values() -> None:
         ]
         data = seg.data()[vaddr - seg["p_vaddr"] :][:0x574]
 
-    # irq_enabled 0, blocked_interrupts 1 (the timer line is masked).
-    assert struct.unpack_from("<II", data, 0x000) == (0, 1)
+    # irq_enabled 0; every line masked (the timer too) until a driver asks.
+    assert struct.unpack_from("<II", data, 0x000) == (0, 0xFFFFFFFF)
     assert data[0x018:0x058] == b"\xff" * 64  # async ring empty
     noirq_start, noirq_end, kernel_address, syscall_vec = struct.unpack_from("<IIII", data, 0x564)
-    assert noirq_start <= noirq_end
     assert kernel_address == PAGE_OFFSET
     assert syscall_vec == 0x80
+    # The no-interrupt window brackets lguest_iret's store, pop and iret.
+    with IMAGE.open("rb") as f:
+        elf = elffile.ELFFile(f)
+        symtab = elf.get_section_by_name(".symtab")
+        (start,) = symtab.get_symbol_by_name("lguest_noirq_start")
+        (end,) = symtab.get_symbol_by_name("lguest_noirq_end")
+        text = elf.get_section_by_name(".text")
+        window = text.data()[start["st_value"] - text["sh_addr"] : end["st_value"] - text["sh_addr"]]
+    assert (noirq_start, noirq_end) == (start["st_value"], end["st_value"])
+    assert window.endswith(b"\x58\xcf")  # popl %eax; iret
