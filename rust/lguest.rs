@@ -442,12 +442,4 @@ impl Guest {
         crate::mmu::full_flush(self);
     }
 
-    /// LHREQ_IRQ.
-    pub fn irq(&self, n: u32) -> Result<(), ()> {
-        if n >= LGUEST_IRQS {
-            return Err(());
-        }
-        self.shared.raise_irq(n);
-        Ok(())
-    }
 }

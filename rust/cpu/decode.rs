@@ -132,6 +132,9 @@ pub struct BlockCache {
     code_bits: Vec<u64>,
     /// Blocks thrown away while one of them may still be executing; freed at
     /// the next lookup.
+    // Boxed on purpose: the executing loop holds a raw pointer to the Block,
+    // which must not move when it is retired here.
+    #[allow(clippy::vec_box)]
     graveyard: Vec<Box<Block>>,
     pub stats_decoded: u64,
     pub stats_invalidated: u64,

@@ -157,12 +157,18 @@ impl Mmu {
     }
 }
 
+/// Whether an access of `n` bytes at `lin` stays inside one page.
+#[inline(always)]
+fn in_page(lin: u32, n: u32) -> bool {
+    (lin & 0xfff) <= 0x1000 - n
+}
+
 macro_rules! fast_read {
     ($name:ident, $ty:ty, $n:expr) => {
         #[inline(always)]
         pub fn $name(&mut self, lin: u32) -> Result<$ty, Fault> {
             let e = &self.tlb.read[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
-            if e.tag == self.tlb.tag(lin) && (lin & 0xfff) <= 0x1000 - $n {
+            if e.tag == self.tlb.tag(lin) && in_page(lin, $n) {
                 // SAFETY: the TLB entry was made from a page that passed the
                 // memory bounds check, and the access stays inside that page.
                 return Ok(unsafe { std::ptr::read_unaligned(e.addend.wrapping_add(lin as usize) as *const $ty) });
@@ -179,7 +185,7 @@ macro_rules! fast_write {
         #[inline(always)]
         pub fn $name(&mut self, lin: u32, v: $ty) -> Result<(), Fault> {
             let e = &self.tlb.write[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
-            if e.tag == self.tlb.tag(lin) && (lin & 0xfff) <= 0x1000 - $n {
+            if e.tag == self.tlb.tag(lin) && in_page(lin, $n) {
                 // SAFETY: as for reads; write entries exist only for pages the
                 // guest may write that hold no decoded code.
                 unsafe { std::ptr::write_unaligned(e.addend.wrapping_add(lin as usize) as *mut $ty, v) };
