@@ -16,7 +16,7 @@ import os
 import select
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 
 from lguest.devices import Device, DeviceStopped
 from lguest.errors import GuestFault, LaunchError
@@ -227,8 +227,7 @@ class LguestBus:
             self._stop_all(detach=False)
             for device in self.devices:
                 device.reset()
-        # _core.pyi does not list eventfd/detach_eventfd yet; the extension has them.
-        core = cast(Core, lguest)
+        core: Core = lguest
         self._core = core
         self._mem = mem = core.mem
         self.slots = []

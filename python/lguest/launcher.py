@@ -27,19 +27,15 @@ that unless told ``--no-reboot``, in which case it exits with status 2.)
 
 from __future__ import annotations
 
-import _thread
-import functools
 import logging
-import operator
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from lguest.boot import BootInfo, BootPlan, plan_guest, read_file
 from lguest.errors import GuestFault, LaunchError
@@ -198,11 +194,6 @@ class Launcher:
         # Stopping a running guest from other threads (L:260).
         self._fault: str | None = None
         self._interrupt = False
-        self._poked = False
-        self._poke_lock = threading.Lock()
-        self._signal_pokes = False
-        self._inside: set[int] = set()
-        self._leave_core = functools.partial(self._inside.discard, 1)
         bind = getattr(bus, "bind", None)
         if bind is not None:
             bind(self.stop_guest, self.interrupt)
@@ -363,55 +354,36 @@ class Launcher:
             timer = threading.Timer(timeout, self.poke)
             timer.daemon = True
             timer.start()
-        restore = self._enable_signal_pokes(lguest)
         try:
             return self._loop(lguest, until, deadline)
         finally:
             if timer is not None:
                 timer.cancel()
-            restore()
 
     def _loop(
         self, lguest: Lguest, until: Callable[[], bool] | None, deadline: float | None
     ) -> GuestExit | None:
         assert self._guest_died is not None
         guest_died = self._guest_died
-        run_core = functools.partial(_call_each, (lguest.run, self._leave_core))
-        leave = self._leave_core
         while self.exit is None:
-            # Every way out of this try leaves the core with ``leave`` (C code)
-            # as its first call, before any other call could run a signal
-            # handler that still thinks we are inside (L:260).
+            if self._fault is not None:
+                self.exit = GuestExit(reason=self._fault)
+                break
+            if self._interrupt:
+                self._interrupt = False
+                raise KeyboardInterrupt
+            if until is not None and until():
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("the guest is still running")
             try:
-                # From here until the core has returned and we have left it
-                # (L:260), a poke interrupts the core.
-                self._inside.add(1)
-                if self._fault is not None:
-                    leave()
-                    self.exit = GuestExit(reason=self._fault)
-                    break
-                if self._interrupt:
-                    self._interrupt = False
-                    raise KeyboardInterrupt
-                if until is not None and until():
-                    leave()
-                    return None
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError("the guest is still running")
-                address = run_core()[0]
+                address = lguest.run()
             except InterruptedError:
-                # A signal arrived, or another thread poked us; any Python
-                # handler has run (Ctrl-C would have raised KeyboardInterrupt
-                # instead).  Look at the requests again, then carry on.
-                leave()
+                # Another thread poked us (L:260): look at the requests again.
                 continue
             except guest_died as death:
-                leave()
                 self.exit = self._death(death)
                 break
-            except BaseException:
-                leave()
-                raise
             if self._fault is not None:
                 continue
             try:
@@ -425,42 +397,19 @@ class Launcher:
     # L:260 Stopping the guest from another thread.
     #
     # The core's run() returns only for a NOTIFY the Launcher must see, for
-    # the guest's death, or for a signal: every 20 ms or so it lets Python's
-    # signal handlers run, in the main thread.  A device thread that finds the
-    # guest misbehaving, the console's triple Ctrl-C, a timeout or a script
-    # waiting for console output all need run() to return now.  If the core
-    # offers a thread-safe ``interrupt()`` we use that.  Otherwise, when the
-    # loop runs in the main thread, a poke is a simulated SIGINT
-    # (``_thread.interrupt_main``) with our own handler installed for the
-    # duration of the loop: it raises InterruptedError, which the core passes
-    # up and the loop catches, then looks at what was asked.
-    #
-    # The handler must raise only while the core is running: raised anywhere
-    # else it could lose a NOTIFY address the core had just returned.  So the
-    # loop marks "inside" before calling the core, and the mark is cleared by C
-    # code (set.discard, called by map() straight after run() returns) before
-    # any Python bytecode -- and so any signal handler -- can run; when run()
-    # raises instead, the same C call is the first thing each except clause
-    # does (CPython runs pending handlers only after a call, at a backward jump
-    # or on entering a function, so nothing runs before it).  A real
-    # Ctrl-C still goes to the previous handler (KeyboardInterrupt).  Without
-    # either way in (a loop in another thread, an old core), a device fault
-    # still detaches the eventfds so that the guest's next kick comes back to
-    # the loop; timeouts are then checked only when the core returns.
+    # the guest's death, or (every 10 ms or so) to let Python's signal
+    # handlers run.  A device thread that finds the guest misbehaving, the
+    # console's triple Ctrl-C, a timeout or a script waiting for console
+    # output all need run() to return now, from whatever thread they are in.
+    # The core's interrupt() does exactly that: run() raises InterruptedError
+    # at the next block boundary, the guest intact, and the loop above looks
+    # at what was asked.  A poke that arrives while the loop is not inside
+    # run() makes the next run() return at once, so none is lost.
 
     def poke(self) -> None:
         """Make a running :meth:`run` look at its requests now (any thread)."""
-        core_interrupt = getattr(self.lguest, "interrupt", None)
-        if core_interrupt is not None:
-            try:
-                core_interrupt()
-            except OSError:
-                pass
-            return
-        with self._poke_lock:
-            self._poked = True
-            if self._signal_pokes:
-                _thread.interrupt_main(signal.SIGINT)
+        if self.lguest is not None:
+            self.lguest.interrupt()
 
     def stop_guest(self, reason: str) -> None:
         """Stop the guest: it dies with ``reason`` (status 1).  Any thread."""
@@ -472,41 +421,6 @@ class Launcher:
         """Stop the run loop with KeyboardInterrupt, as Ctrl-C would.  Any thread."""
         self._interrupt = True
         self.poke()
-
-    def _enable_signal_pokes(self, lguest: Lguest) -> Callable[[], None]:
-        """Install the SIGINT handler of L:260 if needed; return how to undo it."""
-        if getattr(lguest, "interrupt", None) is not None:
-            return _nothing
-        if threading.current_thread() is not threading.main_thread():
-            return _nothing
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is None:  # installed from C: we could not put it back
-            return _nothing
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._poked:
-                self._poked = False
-                if 1 in self._inside:
-                    raise InterruptedError(4, "interrupted by the Launcher")
-                return
-            if callable(previous):
-                previous(signum, frame)
-            elif previous == signal.SIG_DFL:
-                raise KeyboardInterrupt
-
-        signal.signal(signal.SIGINT, handler)
-        with self._poke_lock:
-            self._signal_pokes = True
-
-        def restore() -> None:
-            with self._poke_lock:
-                self._signal_pokes = False
-            # A poke that tripped the signal just before may not have been
-            # handled yet: calling any Python function runs pending handlers.
-            _nothing()
-            signal.signal(signal.SIGINT, previous)
-
-        return restore
 
     def handle_notify(self, address: int) -> None:
         """Classify one NOTIFY address the core returned (abi-devices.md 2.7).
@@ -566,19 +480,6 @@ class Launcher:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _nothing() -> None:
-    """A Python function to call (see L:260)."""
-
-
-_CALL = operator.methodcaller("__call__")
-
-
-def _call_each(functions: tuple[Callable[[], Any], ...]) -> list[Any]:
-    # map() calls each function from C, one straight after the other, with no
-    # Python bytecode (and so no signal handler) in between.
-    return list(map(_CALL, functions))
 
 
 #: How far to look for a NUL at first: most console strings are a line or
