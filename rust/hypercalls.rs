@@ -31,6 +31,11 @@ pub const RESERVE_MEM: u32 = 0x0040_0000;
 pub const ASYNC_SLOTS: u32 = 64;
 
 /// H:1110 Run the pending synchronous hypercall, after the queued ones.
+/// The interpreter left it in `pending_hcall` when the guest's `int $0x1f`
+/// stopped it (H:1030), and the run loop calls us before it lets the guest
+/// go on (H:940).  The very first call must be LGUEST_INIT: until the guest
+/// has told us where lguest_data is, there is no ring to drain and no
+/// interrupt state to read.
 pub fn do_hypercalls(g: &mut Guest, args: [u32; 5]) {
     if g.lguest_data.is_none() {
         if args[0] != LHCALL_LGUEST_INIT {
@@ -118,7 +123,11 @@ fn do_async_hypercalls(g: &mut Guest) {
     }
 }
 
-/// H:1140 One hypercall, synchronous or queued.
+/// H:1140 One hypercall, synchronous or queued.  Most are done on the
+/// spot.  Two only leave a note for the run loop, because what they ask
+/// for must happen outside the hypercall: NOTIFY keeps the address for the
+/// run loop to hand on (H:1290), and HALT marks the guest halted so that
+/// the loop puts it to sleep (H:950).
 pub fn do_hcall(g: &mut Guest, a: [u32; 5]) {
     match a[0] {
         LHCALL_FLUSH_ASYNC | LHCALL_SEND_INTERRUPTS => {}
@@ -159,6 +168,14 @@ pub fn do_hcall(g: &mut Guest, a: [u32; 5]) {
             crate::segments::load_gdt_entry(&mut g.cpu, a[1] as usize, a[2], a[3]);
             refresh(g);
         }
+        // M:140 Exercise: add a hypercall.  Pick a free number (3, 11-13
+        // and 20 up are unused), give it an arm above, and call it from the
+        // demo guest with hcall() (G:114); rust/host_tests.rs shows how to
+        // test it with a few guest instructions assembled in Rust, without
+        // the demo guest.  Until then an unknown number
+        // lands here and the guest dies, because there is no way to return
+        // an error to it.  Then ask whether it should be queued in the
+        // asynchronous ring (H:1130) or must be synchronous.
         n => g.kill(format!("Bad hypercall {}", n as i32)),
     }
 }
@@ -170,7 +187,11 @@ fn refresh(g: &mut Guest) {
 }
 
 /// H:1150 SHUTDOWN: the guest's last words (power off, reboot or panic),
-/// at most 127 bytes of them.
+/// at most 127 bytes of them, from G:130.  Like every death it only records
+/// a reason (H:920); the run loop sees it before it would run the guest
+/// again and returns `Died` (H:940), and the Launcher turns the reason into
+/// an exit (L:170).  "CRASH: " is the original's prefix for every
+/// guest-requested death, a clean power-off included.
 fn shutdown(g: &mut Guest, addr: u32, reason: u32) {
     let mut msg = [0u8; 128];
     if let Err(e) = g.mem.read(addr, &mut msg) {

@@ -88,7 +88,9 @@ fn push_word(g: &mut Guest, sp: &mut u32, v: u32) -> bool {
 }
 
 /// H:1020 Reflect vector `vec` into the guest: push the frame the hardware
-/// would push and enter the guest's handler at ring 1.
+/// would push and enter the guest's handler at ring 1.  Faults come here
+/// from `Guest::fault` (H:965) and `int n` from H:1030; a vector whose gate
+/// the guest never set up is fatal, as a triple fault would be.
 pub fn reflect(g: &mut Guest, vec: u32, err: Option<u32>, fault_addr: u32) {
     let gate = g.idt.get(vec as usize).copied().unwrap_or_default();
     if !gate.present() {
@@ -111,6 +113,17 @@ fn is_direct_capable(g: &Guest, vec: u32) -> bool {
     (vec < 32 && !matches!(vec, 6 | 7 | 13 | 14 | 0x1f)) || vec == g.syscall_vector || vec == 0x80
 }
 
+// H:1045 The delivery itself, shared by traps and interrupts, is the
+// processor's interrupt sequence done by hand.  From user space the frame
+// goes on the guest kernel's stack, the one it named with SET_STACK (which
+// the host keeps mapped, H:1160), and SS:ESP of the user are pushed first;
+// from the kernel it goes on the current stack.  Then EFLAGS, with the
+// guest's virtual IF put in (except for the direct traps of H:1025), so
+// that its iret (G:240) restores the interrupt state it had; CS, EIP and
+// the error code.
+// Execution continues at the gate's address in ring 1, at the guest's
+// stub (G:230).  An interrupt gate turns the virtual IF off, as hardware
+// clears IF, and a trap gate leaves it alone.
 fn deliver(g: &mut Guest, gate: IdtEntry, err: Option<u32>, direct: bool) {
     let cpu_eflags = g.cpu.get_eflags();
     let old_ss = g.cpu.segs[SegReg::Ss as usize].selector as u32;
@@ -160,7 +173,10 @@ fn deliver(g: &mut Guest, gate: IdtEntry, err: Option<u32>, direct: bool) {
 }
 
 /// H:1030 `int n` from the guest.  Vector 0x1f from the kernel is a
-/// hypercall; otherwise the gate's DPL decides between delivery and #GP.
+/// hypercall: we only copy its registers into `pending_hcall`, and the run
+/// loop carries it out before the guest runs on (H:1110).  Any other
+/// vector, or 0x1f from user space, goes through the guest's IDT, and the
+/// gate's DPL decides between delivery and #GP.
 pub fn software_interrupt(g: &mut Guest, vec: u8) {
     let vec = vec as u32;
     let cpl = g.cpu.cpl as u32;
@@ -189,7 +205,15 @@ pub fn software_interrupt(g: &mut Guest, vec: u8) {
 }
 
 /// H:1040 Deliver one virtual interrupt if one is pending, unmasked, and the
-/// guest's virtual IF allows it (6.6 of the ABI notes).
+/// guest's virtual IF allows it (6.6 of the ABI notes).  The run loop calls
+/// this before every entry into the guest (H:940), so an interrupt raised by
+/// a device thread (H:910) is taken at the next block boundary.  The checks
+/// come in the original's order: the line's bit in blocked_interrupts (the
+/// guest's mask), EIP inside lguest_iret's window (G:240), then the
+/// virtual IF; a guest with interrupts off gets irq_pending set instead and
+/// asks for the interrupt when it turns them on (G:245).  HALT counts as
+/// "interrupts on": the guest halts with them off on purpose (G:252).
+/// The lowest pending line goes first, through the IDT (H:1045).
 pub fn try_deliver(g: &mut Guest) {
     if g.lguest_data.is_none() {
         return;

@@ -71,6 +71,16 @@ pub enum RunOutcome {
     Interrupted,
 }
 
+// P:040 Who runs where.  A running guest keeps several host threads busy,
+// and it helps to know which before reading on.  The thread that called
+// `Lguest.run` in Python is the guest's processor (the vCPU): it owns the
+// whole `Guest` below and runs the interpreter with the GIL released
+// (H:1295).  Each virtqueue of each device has a thread of its own in the
+// Launcher (L:213), which mostly sleeps on an eventfd until the guest
+// kicks its queue, and reads and writes guest memory directly.  Those
+// threads never touch the `Guest`: what they may touch is this struct
+// (raise an interrupt, stop the guest, report a write), the NOTIFY map
+// (H:1200) and the memory itself.
 /// State other threads touch: pending interrupts and the wake-up for a
 /// halted vCPU.  Everything here is lock-free except the condition variable
 /// a halted vCPU sleeps on.
@@ -123,6 +133,14 @@ impl Shared {
     }
 }
 
+// M:150 Exercise: two processors.  lguest guests were uniprocessor, and so
+// is this one: one `Cpu`, one `Guest`, one thread running it.  An SMP
+// guest needs the fields below split into what each vCPU owns (the
+// registers, `pending_hcall`, `halted`, the kernel stack from SET_STACK,
+// its TLB) and what they share (memory, the IDT and GDT, the shadow page
+// tables, lguest_data's interrupt bits), a second thread in `Lguest.run`,
+// and an answer to the hard question: what does SET_PTE do to the other
+// processor's TLB while it runs?
 pub struct Guest {
     pub cpu: Cpu,
     pub mem: Arc<GuestMemory>,
@@ -198,9 +216,12 @@ impl Guest {
         }
     }
 
-    /// H:930 LHREQ_INITIALIZE.  The Launcher has written boot_params; from the
-    /// memory size and ramdisk size in it we build the guest's first page
-    /// tables, then the initial registers and GDT.
+    /// H:930 LHREQ_INITIALIZE.  The Launcher has written boot_params
+    /// (L:145); from the memory size and ramdisk size in it we build the
+    /// guest's first page tables (H:530), then the GDT (H:810) and the
+    /// registers the guest starts with (G:100): ring 1, flat segments,
+    /// EFLAGS 0x202, EIP at the kernel's entry point and everything else
+    /// zero.
     pub fn initialize(&mut self, pfn_limit: u32, start: u32) -> Result<(), String> {
         let limit = (pfn_limit as u64) * 4096;
         if limit == 0 || limit > self.mem.len() as u64 {
@@ -253,6 +274,13 @@ impl Guest {
     /// H:940 The run loop ("read" on /dev/lguest).  `slice` bounds how long
     /// this call may run before returning `Yield`, so that the caller can look
     /// for signals (Ctrl-C) without the interpreter ever calling Python.
+    ///
+    /// Every stop of the guest comes back through here, so every path of
+    /// the tour crosses it: a hypercall the interpreter left pending
+    /// (H:1110), a notification to hand on (H:1290), device writes to
+    /// forget (H:915), an interrupt to deliver (H:1040), a halted guest to
+    /// put to sleep (H:950), and otherwise the interpreter (H:250), whose
+    /// exit is sorted out by `handle_exit` (H:960).
     pub fn run(&mut self, slice: Duration) -> RunOutcome {
         let started = Instant::now();
         loop {
@@ -264,7 +292,8 @@ impl Guest {
             }
             if self.pending_notify != 0 {
                 // H:1290 Every notification leaves here exactly once: either
-                // an eventfd claims it, or it goes back to the Launcher.  The
+                // an eventfd claims it (H:1205), or it goes back to the
+                // Launcher (L:150).  The
                 // original cleared a returned notification at the start of
                 // the next read; we clear it as we hand it over, which is the
                 // same for the guest and means a run cut short by Ctrl-C (a
@@ -379,6 +408,17 @@ impl Guest {
         }
     }
 
+    // H:965 A fault the interpreter could not handle, sorted the way the
+    // original host sorted a trap out of the guest.  Most are the guest's
+    // own business and go back into it through its IDT (H:1020): a page
+    // fault the shadow could not fix (H:570) is one, after its address goes
+    // into lguest_data.cr2, since the guest cannot read a real CR2.  A few
+    // are ours: a #GP from port I/O is emulated (H:1050), the #UD of a
+    // `vmcall` (H:605) is rewritten into a hypercall (H:970), a #NM with TS
+    // clear is spurious, and the pseudo-vector of a bad page table kills
+    // the guest.  Unless an instruction was emulated, EIP still points at
+    // the faulting instruction, which either runs again or is where the
+    // guest's handler will return to.
     fn fault(&mut self, f: Fault) {
         if f.vector == KILL_VECTOR {
             let why = self.paging().death.take().unwrap_or_else(|| "bad page table entry".into());
@@ -420,7 +460,10 @@ impl Guest {
     /// H:970 The 2.6.32 guest makes hypercalls with `vmcall`, which faults on
     /// a processor without VT.  The first time each call site faults, the host
     /// patches it into `int $0x1f; nop` in guest memory and lets the guest
-    /// retry: from then on that site traps straight into the hypercall path.
+    /// retry: from then on that site traps straight into the hypercall path
+    /// (H:370, then H:1030).  Writing guest code behind the interpreter's
+    /// back means dropping the decoded blocks of that page before the guest
+    /// retries.
     fn rewrite_vmcall(&mut self) {
         let lin = self.cpu.lin(SegReg::Cs, self.cpu.eip);
         for (k, byte) in [0xcdu8, 0x1f, 0x90].into_iter().enumerate() {

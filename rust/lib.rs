@@ -30,5 +30,12 @@ pub mod segments;
 #[cfg(test)]
 mod host_tests;
 
+// P:060 The crate builds two ways.  As the Python extension (feature
+// "python", the default, built by maturin) it is `lguest._core`, and `py`
+// is its only door to Python.  Without that feature it is a plain Rust
+// library: `cargo test --no-default-features` tests the host and the
+// interpreter without linking libpython, and the loom build checks the
+// eventfd map's publication (H:1270).  Nothing below `py` knows Python
+// exists, which is why the vCPU can run with the GIL released.
 #[cfg(feature = "python")]
 mod py;

@@ -188,15 +188,23 @@ impl NotifyMap {
         Self::default()
     }
 
-    /// Signal the eventfd attached to `addr`, if any; false if none is.
+    /// H:1205 Signal the eventfd attached to `addr`, if any; false if none
+    /// is.  This is the vCPU's side of a kick, called from the run loop
+    /// (H:1290): find the address in the current array without a lock
+    /// (H:1210), and add one to the eventfd's counter.  That write wakes the
+    /// queue's thread in the Launcher (L:213), and the guest carries on at
+    /// once; it never waits for the device.
     #[inline]
     pub fn signal(&self, addr: u32) -> bool {
         self.map.lookup(addr, signal_fd).is_some()
     }
 
-    /// LHREQ_EVENTFD, with the original's checks in the original's order.
-    /// The map keeps its own duplicate of `fd`, so the caller may close
-    /// theirs; the duplicate is closed when the last array holding it goes.
+    /// H:1225 LHREQ_EVENTFD, with the original's checks in the original's
+    /// order; the bus calls it when a device starts (L:212).  The map keeps
+    /// its own duplicate of `fd`, so the caller may close theirs; the
+    /// duplicate is closed when the last array holding it goes, which the
+    /// grace period (H:1250) makes safe against a reader still signalling
+    /// it.
     pub fn attach(&self, addr: u32, fd: i32, replace: bool) -> Result<(), NotifyError> {
         if addr == 0 {
             return Err(NotifyError::ZeroAddress);

@@ -50,7 +50,19 @@ pub struct MemOp {
 /// One decoded instruction.
 #[derive(Clone)]
 pub struct DInsn {
+    /// The handler the fast loop calls: for a fused pair, both instructions.
     pub h: Handler,
+    /// The handler for this instruction alone (instruction-exact runs).
+    pub h1: Handler,
+    /// Instructions `h` executes: 1, or 2 for a fused compare-and-branch
+    /// (the branch then follows as its own entry, which the fast loop skips).
+    pub count: u8,
+    /// What kind of flag-setter this is, for fusion with a following jcc
+    /// (0: not fusable); see `exec::fuse`.
+    pub fuse: u8,
+    /// For a fused pair: the branch's length and displacement.
+    pub len2: u8,
+    pub rel2: u32,
     /// Register numbers (x86 encoding) of operands 0 and 1, if registers.
     pub r0: u8,
     pub r1: u8,
@@ -294,6 +306,9 @@ impl Cpu {
             }
             let d = exec::make(&i);
             let ends = i.is_invalid() || ends_block(&i);
+            if let Some(prev) = insns.last_mut() {
+                exec::fuse::try_fuse(prev, &d);
+            }
             insns.push(d);
             if ends {
                 break;

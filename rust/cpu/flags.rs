@@ -90,8 +90,11 @@ pub fn parity(v: u32) -> bool {
 }
 
 impl Lazy {
-    /// Record an operation.  For adc/sbb the carry-in is the current `cf`;
-    /// inc/dec leave `cf` alone.
+    /// H:303 Record an operation: this is all a flag-setting instruction
+    /// does about flags.  The inputs and the result are stored, and only CF
+    /// is worked out now (see `Lazy`).  For adc/sbb the carry-in is the
+    /// current `cf`; inc/dec leave `cf` alone.  The readers are `Cpu::cond`
+    /// (H:305) and `Cpu::get_eflags` (H:307).
     #[inline(always)]
     pub fn set(&mut self, op: FlagOp, bits: u8, a: u32, b: u32, res: u32) {
         let m = mask(bits);

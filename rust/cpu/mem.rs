@@ -73,6 +73,14 @@ impl Tlb {
         (lin & !0xfff) | self.epoch
     }
 
+    // M:100 Exercise: switching address spaces flushes the whole TLB, so a
+    // guest that bounces between two processes refills it every time, even
+    // though the shadow keeps both page tables (four slots, H:580).  Give
+    // each TLB entry the number of the shadow slot it was made from, as
+    // processors do with address-space identifiers, and flush only on
+    // changes that really invalidate translations (SET_PTE, SET_PGD,
+    // FLUSH_TLB).  Careful with the kernel half, which SET_PTE changes in
+    // every slot at once.  `benches/` has workloads to prove it helped.
     pub fn flush(&mut self) {
         self.epoch += 1;
         if self.epoch > EPOCH_MASK {
@@ -163,6 +171,13 @@ fn in_page(lin: u32, n: u32) -> bool {
     (lin & 0xfff) <= 0x1000 - n
 }
 
+// H:407 The fast path, which every handler's load and store goes through
+// (`Cpu::read_u32` and friends are generated here).  One array index, one
+// compare of the tag (which also checks the epoch, H:405) and a check that
+// the access does not cross into the next page; then a plain host load.
+// Anything else, a miss, a page-crossing access, a write to a page that is
+// not in a write set, goes to the cold slow path, which translates (H:410)
+// and may raise a page fault: that is the first step of a guest page fault.
 macro_rules! fast_read {
     ($name:ident, $ty:ty, $n:expr) => {
         #[inline(always)]
@@ -302,8 +317,13 @@ impl Cpu {
         Ok(())
     }
 
-    /// A store reached a physical page: if decoded code lives there, throw it
-    /// away and end the current block so nothing stale runs.
+    /// H:415 A store reached a physical page: if decoded code lives there,
+    /// throw it away and end the current block so nothing stale runs.  This
+    /// is how the decode cache (H:210) stays right when the guest writes its
+    /// own code: pages with decoded blocks never get a write entry in the
+    /// TLB, so such stores always come through the slow path and here.
+    /// Writes the guest cannot see coming, from device threads, take a
+    /// different road to the same end (H:915).
     #[inline]
     fn note_code_write(&mut self, phys: u32) {
         if self.cache.is_code_page(phys) {

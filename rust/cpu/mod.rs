@@ -11,12 +11,14 @@
 //  * `mem`     - the software TLB and every guest memory access;
 //  * `decode`  - the cache of decoded blocks, keyed by guest-physical address;
 //  * `exec`    - what each instruction does, grouped by family;
+//  * `fpu`     - the x87, MMX and SSE units (H:700);
 //  * `run`     - the hot loop that ties them together.
 //
 // The interpreter knows nothing about lguest.  It stops and reports an `Exit`
 // whenever something needs a decision from outside (a software interrupt, an
-// exception, `hlt`, a budget running out); the host code in `crate::host`
-// makes those decisions, just as the lguest module did for the real CPU.
+// exception, `hlt`, a budget running out; H:255); the host code in
+// `crate::lguest`, `crate::interrupts` and `crate::hypercalls` makes those
+// decisions, just as the lguest module did for the real CPU.
 
 pub mod decode;
 pub mod exec;

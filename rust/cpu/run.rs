@@ -65,19 +65,23 @@ impl Cpu {
         let exact = until.is_some() || remaining < block.insns.len() as u64;
         if !exact {
             let mut n = 0u64;
-            for d in block.insns.iter() {
+            let insns = &block.insns[..];
+            let mut k = 0;
+            while k < insns.len() {
+                let d = &insns[k];
                 self.next_eip = self.eip.wrapping_add(d.len as u32);
                 match (d.h)(self, d) {
                     Ok(()) => {
                         self.eip = self.next_eip;
-                        n += 1;
+                        n += d.count as u64;
+                        k += d.count as usize;
                         if self.stop_block {
                             break;
                         }
                     }
                     Err(Stop::Taken) => {
                         self.eip = self.next_eip;
-                        n += 1;
+                        n += d.count as u64;
                         break;
                     }
                     Err(s) => {
@@ -94,7 +98,7 @@ impl Cpu {
                 break;
             }
             self.next_eip = self.eip.wrapping_add(d.len as u32);
-            match (d.h)(self, d) {
+            match (d.h1)(self, d) {
                 Ok(()) => {
                     self.eip = self.next_eip;
                     self.icount += 1;

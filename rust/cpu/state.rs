@@ -120,6 +120,13 @@ impl From<Fault> for Stop {
     }
 }
 
+// H:255 This is the whole interface between the processor and the host:
+// `Cpu::run` (H:250) executes until something needs a decision it cannot
+// make, and says why in one of these.  A fault leaves EIP on the faulting
+// instruction, so that after the host has fixed things (filled a shadow
+// entry, rewritten a `vmcall`) the instruction simply runs again; a software
+// interrupt leaves EIP after it, as the processor's own frame would.  The
+// host's side of the conversation is `Guest::handle_exit` (H:960).
 /// Why `Cpu::run` returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -134,6 +141,14 @@ pub enum Exit {
     Event,
 }
 
+// H:257 Other threads never touch the processor's state: a device thread
+// that wants the guest's attention sets a bit in this one atomic word (an
+// interrupt with `Shared::raise_irq`, H:910), and the run loop, which reads
+// the word once per block, returns `Exit::Event` at the next block
+// boundary.  The host's run loop (H:940) then consumes the bits and acts on
+// them with the guest stopped between two instructions.  So an interrupt
+// waits at most one block for a running guest (a `rep` instruction is cut
+// into slices for the same reason, H:390).
 /// Event bits other threads may set to pull the vCPU out of its loop at the
 /// next block boundary.
 pub const EVENT_IRQ: u32 = 1;
@@ -196,7 +211,9 @@ impl Cpu {
         }
     }
 
-    /// EFLAGS with the lazy flags folded in.
+    /// H:307 EFLAGS with the lazy flags folded in.  Only the instructions
+    /// that see the whole register pay for computing all six flags: pushf,
+    /// lahf, and the host when it pushes a trap frame (H:1045).
     #[inline]
     pub fn get_eflags(&self) -> u32 {
         if self.lazy.op == FlagOp::Eager {
@@ -296,7 +313,10 @@ impl Cpu {
         }
     }
 
-    /// Evaluate condition code `cc` (the low nibble of Jcc/SETcc/CMOVcc).
+    /// H:305 Evaluate condition code `cc` (the low nibble of
+    /// Jcc/SETcc/CMOVcc).  This is where laziness pays: a `jz` after a `cmp`
+    /// asks for ZF, which is one comparison of the recorded result with
+    /// zero, and the five other flags are never computed at all.
     #[inline(always)]
     pub fn cond(&self, cc: u8) -> bool {
         let r = match cc >> 1 {

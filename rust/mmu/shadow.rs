@@ -16,6 +16,15 @@ const ENTRIES: usize = 1024;
 /// Flags allowed in a guest page-directory entry (P, RW, US, A, D).
 const PDE_ALLOWED: u32 = 0x067;
 
+// M:110 Exercise: PAE.  A 2.6.32 guest built with more than 4 GiB of
+// memory in mind uses three-level page tables with 64-bit entries, and it
+// also wants the NX bit.  Everything here assumes the 2-level layout: a
+// slot is one 1024-entry directory, and `lookup` and `demand_page` walk
+// two levels of 32-bit entries.  A PAE shadow needs a four-entry top level
+// per slot, 512-entry tables of u64, the same demand filling one level
+// deeper, and CPUID (H:640) must start advertising PAE.  The Launcher
+// already leaves room for PAE's initial tables (`page_table_reserve` in
+// boot.py), and lguest's own PAE support is the map to follow.
 struct Slot {
     /// GPA of the guest page directory this slot mirrors; None = never used.
     key: Option<u32>,
@@ -130,7 +139,21 @@ impl Shadows {
         s
     }
 
-    /// H:570 lguest's page-fault fix-up (`demand_page`), for the current slot.
+    /// H:570 lguest's page-fault fix-up (`demand_page`), for the current
+    /// slot: the end of a page fault's journey when the guest is not to
+    /// blame.  The shadow said no (H:560), but the shadow is only a cache,
+    /// so we ask the guest's own tables whether the access is allowed.  If
+    /// the guest's directory entry and page-table entry are present and
+    /// permit it, we copy the entry into the shadow and the access is
+    /// retried (H:510).  Otherwise it is the guest's fault to handle and we
+    /// say `NotFixed`.  Entries we cannot trust (a frame outside guest
+    /// memory, a large page, the reserved top) kill the guest instead.
+    ///
+    /// Like the processor, we set the accessed bit in the guest's entry,
+    /// and the dirty bit on a write, so that the guest's page reclaim sees
+    /// what it expects.  The shadow entry stays read-only until the guest's
+    /// entry is dirty (`shadow_pte`), so the first write comes back here to
+    /// set the bit.
     pub fn demand_page(&mut self, mem: &GuestMemory, va: u32, err: u32) -> Fixup {
         let write = err & 2 != 0;
         let user = err & 4 != 0;

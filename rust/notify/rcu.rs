@@ -85,6 +85,11 @@ impl<T: Send + Sync> Publish<T> for ArcSwapCell<T> {
         ArcSwapCell(arc_swap::ArcSwap::new(init))
     }
 
+    /// H:1235 The reader in production, on every NOTIFY.  The whole point
+    /// of the design is what this does not do: it takes no lock a writer
+    /// could hold, so a device thread attaching its eventfd never stalls
+    /// the guest, and it does not write the array's reference count, which
+    /// would make every vCPU lookup bounce a cache line with the writers.
     #[inline]
     fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         // A `Guard` borrows a per-thread debt slot instead of touching the

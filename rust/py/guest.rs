@@ -102,7 +102,12 @@ impl Lguest {
         Ok(())
     }
 
-    /// LHREQ_IRQ, from any thread, while the guest runs or not.
+    /// H:1297 LHREQ_IRQ, from any thread, while the guest runs or not.  This
+    /// is where a device thread's interrupt crosses from Python into the
+    /// core (L:245).  It cannot take the guest's lock, which the vCPU holds
+    /// while the guest runs, and it does not need to: it sets a bit and
+    /// wakes the vCPU (H:910), and the vCPU delivers the interrupt itself
+    /// (H:1040).
     fn irq(&self, n: u32) -> PyResult<()> {
         self.check_usable()?;
         if n >= crate::lguest::LGUEST_IRQS {

@@ -210,7 +210,7 @@ fn lea32(cpu: &mut Cpu, d: &DInsn) -> R {
 }
 
 #[inline(always)]
-fn incdec<const S: u8>(cpu: &mut Cpu, a: u32, dec: bool) -> u32 {
+pub fn incdec<const S: u8>(cpu: &mut Cpu, a: u32, dec: bool) -> u32 {
     let bits = S * 8;
     let res = if dec { a.wrapping_sub(1) } else { a.wrapping_add(1) } & mask(bits);
     cpu.lazy.op = if dec { FlagOp::Dec } else { FlagOp::Inc };
@@ -257,7 +257,7 @@ fn pop_r(cpu: &mut Cpu, d: &DInsn) -> R {
     Ok(())
 }
 
-fn jcc<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+pub fn jcc<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     if cpu.cond(CC) {
         cpu.next_eip = cpu.next_eip.wrapping_add(d.rel);
         return Err(Stop::Taken);
@@ -457,6 +457,14 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
         if i.op_count() != 2 {
             return None;
         }
+        if s == 4 {
+            d.fuse = match (op, k0, k1) {
+                (CMP, OpKind::Register, OpKind::Register) => super::fuse::CMP_RR,
+                (CMP, OpKind::Register, k) if is_imm(k) => super::fuse::CMP_RI,
+                (TEST, OpKind::Register, OpKind::Register) => super::fuse::TEST_RR,
+                _ => 0,
+            };
+        }
         return Some(match (k0, k1) {
             (OpKind::Register, OpKind::Register) => alu_op!(op, alu_rr, s),
             (OpKind::Register, OpKind::Memory) => alu_op!(op, alu_rm, s),
@@ -481,6 +489,9 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
         }
         M::Inc | M::Dec => {
             let dec = mnem == M::Dec;
+            if dec && s == 4 && k0 == OpKind::Register {
+                d.fuse = super::fuse::DEC_R;
+            }
             match (k0, dec) {
                 (OpKind::Register, false) => Some(by_size!(s, incdec_r, false)),
                 (OpKind::Register, true) => Some(by_size!(s, incdec_r, true)),

@@ -17,6 +17,7 @@ pub mod alu;
 pub mod control;
 pub mod data;
 pub mod fast;
+pub mod fuse;
 pub mod string;
 pub mod system;
 
@@ -187,8 +188,9 @@ pub fn make(i: &Instruction) -> DInsn {
     } else {
         0
     };
-    let mut d = DInsn { h: undefined, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, size, addr16, rel };
+    let mut d = DInsn { h: undefined, h1: undefined, count: 1, fuse: 0, len2: 0, rel2: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, size, addr16, rel };
     d.h = if i.is_invalid() || addr16 || i.has_lock_prefix() { None } else { fast::specialize(i, &mut d) }.unwrap_or_else(|| pick(i));
+    d.h1 = d.h;
     d
 }
 

@@ -4,7 +4,8 @@
 // would let it take over the machine (loading descriptor tables, touching
 // control registers, port I/O, cli/sti, hlt) raises #GP exactly as on real
 // hardware, and the host decides what to do: usually reflect the fault back
-// into the guest, sometimes emulate it (see `crate::host`).
+// into the guest, sometimes emulate it (see H:965 for `Guest::fault` in
+// `crate::lguest`, and H:1050 for `crate::interrupts::emulate_insn`).
 //
 // Segment loads follow the protected-mode rules against the guest's GDT,
 // which the host keeps (the guest edits it only through LOAD_GDT_ENTRY and
@@ -304,9 +305,12 @@ pub fn io(_: &mut Cpu, _: &DInsn) -> R {
     Err(Stop::Fault(Fault::GP0))
 }
 
-/// Instructions reserved to ring 0.  We never run ring-0 code, so they
-/// always fault: #GP(0), except `vmcall`, which is #UD on a processor
-/// without VT (the host turns it into a hypercall).
+/// H:605 Instructions reserved to ring 0.  We never run ring-0 code, so
+/// they always fault: #GP(0), except `vmcall`, which is #UD on a processor
+/// without VT.  That #UD is the first thing a 2.6.32 guest's first
+/// hypercall does (G:110): the interpreter knows nothing of hypercalls and
+/// just reports the fault, and the host recognises the instruction and
+/// turns it into one (H:965, H:970).
 pub fn privileged(cpu: &mut Cpu, d: &DInsn) -> R {
     if d.i.mnemonic() == iced_x86::Mnemonic::Vmcall {
         return Err(Stop::Fault(Fault::UD));

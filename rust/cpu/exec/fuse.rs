@@ -1,0 +1,178 @@
+//! Compare-and-branch fusion.
+//!
+// H:280 Nearly every conditional branch follows the instruction that set
+// its flags: `cmp`/`test`/`dec` and then `jcc`.  Processors fuse such pairs
+// into one operation; so do we, at decode time.  The pair becomes one
+// handler that computes the comparison, records the lazy flags (later code
+// may still read them), decides the branch straight from the operands, and
+// moves EIP past both instructions: one dispatch instead of two, and no
+// lazy-flag evaluation for the branch.  The branch keeps its own entry in the
+// block, which the fast loop skips and instruction-exact runs (a count
+// budget or a stop address between the two) execute on its own.
+
+use super::fast::{incdec, rget};
+use super::R;
+use crate::cpu::decode::{DInsn, Handler};
+use crate::cpu::flags::{parity, FlagOp};
+use crate::cpu::state::{Cpu, Stop};
+
+pub const CMP_RR: u8 = 1;
+pub const CMP_RI: u8 = 2;
+pub const TEST_RR: u8 = 3;
+pub const DEC_R: u8 = 4;
+
+/// Condition `CC` after `a - b` (32-bit).
+#[inline(always)]
+fn cond_sub<const CC: u8>(a: u32, b: u32) -> bool {
+    let r = a.wrapping_sub(b);
+    let t = match CC >> 1 {
+        0 => ((a ^ b) & (a ^ r)) >> 31 != 0,
+        1 => a < b,
+        2 => a == b,
+        3 => a <= b,
+        4 => r >> 31 != 0,
+        5 => parity(r),
+        6 => (a as i32) < (b as i32),
+        _ => (a as i32) <= (b as i32),
+    };
+    t ^ (CC & 1 != 0)
+}
+
+/// Condition `CC` after `a & b` (CF = OF = 0).
+#[inline(always)]
+fn cond_and<const CC: u8>(a: u32, b: u32) -> bool {
+    let r = a & b;
+    let t = match CC >> 1 {
+        0 | 1 => false,
+        2 | 3 => r == 0,
+        4 | 6 => r >> 31 != 0,
+        5 => parity(r),
+        _ => r == 0 || r >> 31 != 0,
+    };
+    t ^ (CC & 1 != 0)
+}
+
+#[inline(always)]
+fn branch(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
+    cpu.next_eip = cpu.next_eip.wrapping_add(d.len2 as u32);
+    if taken {
+        cpu.next_eip = cpu.next_eip.wrapping_add(d.rel2);
+        return Err(Stop::Taken);
+    }
+    Ok(())
+}
+
+fn cmp_rr<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = cpu.regs[d.r0 as usize];
+    let b = cpu.regs[d.r1 as usize];
+    cpu.lazy.set(FlagOp::Sub, 32, a, b, a.wrapping_sub(b));
+    branch(cpu, d, cond_sub::<CC>(a, b))
+}
+
+fn cmp_ri<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = cpu.regs[d.r0 as usize];
+    let b = d.imm;
+    cpu.lazy.set(FlagOp::Sub, 32, a, b, a.wrapping_sub(b));
+    branch(cpu, d, cond_sub::<CC>(a, b))
+}
+
+fn test_rr<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = cpu.regs[d.r0 as usize];
+    let b = cpu.regs[d.r1 as usize];
+    cpu.lazy.set(FlagOp::Logic, 32, a, b, a & b);
+    branch(cpu, d, cond_and::<CC>(a, b))
+}
+
+fn dec_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = rget::<4>(cpu, d.r0);
+    let r = incdec::<4>(cpu, a, true);
+    cpu.regs[d.r0 as usize] = r;
+    let taken = cpu.cond(CC);
+    branch(cpu, d, taken)
+}
+
+macro_rules! by_cc {
+    ($f:ident, $cc:expr) => {
+        match $cc {
+            0 => $f::<0> as Handler,
+            1 => $f::<1>,
+            2 => $f::<2>,
+            3 => $f::<3>,
+            4 => $f::<4>,
+            5 => $f::<5>,
+            6 => $f::<6>,
+            7 => $f::<7>,
+            8 => $f::<8>,
+            9 => $f::<9>,
+            10 => $f::<10>,
+            11 => $f::<11>,
+            12 => $f::<12>,
+            13 => $f::<13>,
+            14 => $f::<14>,
+            _ => $f::<15>,
+        }
+    };
+}
+
+/// If `prev` sets flags the way `next` (a jcc) wants, fuse the pair into
+/// `prev`'s fast handler.
+pub fn try_fuse(prev: &mut DInsn, next: &DInsn) {
+    use iced_x86::{ConditionCode, Mnemonic, OpKind};
+    if prev.fuse == 0 || prev.count != 1 {
+        return;
+    }
+    let i = &next.i;
+    if i.condition_code() == ConditionCode::None
+        || i.op0_kind() != OpKind::NearBranch32
+        || matches!(i.mnemonic(), Mnemonic::Loope | Mnemonic::Loopne | Mnemonic::Loop | Mnemonic::Jecxz)
+        || i.op_count() != 1
+    {
+        return;
+    }
+    let cc = i.condition_code() as u8 - 1;
+    prev.h = match prev.fuse {
+        CMP_RR => by_cc!(cmp_rr, cc),
+        CMP_RI => by_cc!(cmp_ri, cc),
+        TEST_RR => by_cc!(test_rr, cc),
+        DEC_R => by_cc!(dec_r, cc),
+        _ => return,
+    };
+    prev.count = 2;
+    prev.len2 = next.len;
+    prev.rel2 = next.rel;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_conditions_match_lazy_flags() {
+        let vals = [0u32, 1, 2, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 0x1234_5678];
+        for &a in &vals {
+            for &b in &vals {
+                let mut cpu = Cpu::new(crate::cpu::mem::Mmu::Bare(Default::default()));
+                cpu.lazy.set(FlagOp::Sub, 32, a, b, a.wrapping_sub(b));
+                let sub: [bool; 16] = [
+                    cond_sub::<0>(a, b), cond_sub::<1>(a, b), cond_sub::<2>(a, b), cond_sub::<3>(a, b),
+                    cond_sub::<4>(a, b), cond_sub::<5>(a, b), cond_sub::<6>(a, b), cond_sub::<7>(a, b),
+                    cond_sub::<8>(a, b), cond_sub::<9>(a, b), cond_sub::<10>(a, b), cond_sub::<11>(a, b),
+                    cond_sub::<12>(a, b), cond_sub::<13>(a, b), cond_sub::<14>(a, b), cond_sub::<15>(a, b),
+                ];
+                for (cc, want) in sub.iter().enumerate() {
+                    assert_eq!(cpu.cond(cc as u8), *want, "sub cc {cc} a {a:#x} b {b:#x}");
+                }
+                cpu.lazy.set(FlagOp::Logic, 32, a, b, a & b);
+                let and: [bool; 16] = [
+                    cond_and::<0>(a, b), cond_and::<1>(a, b), cond_and::<2>(a, b), cond_and::<3>(a, b),
+                    cond_and::<4>(a, b), cond_and::<5>(a, b), cond_and::<6>(a, b), cond_and::<7>(a, b),
+                    cond_and::<8>(a, b), cond_and::<9>(a, b), cond_and::<10>(a, b), cond_and::<11>(a, b),
+                    cond_and::<12>(a, b), cond_and::<13>(a, b), cond_and::<14>(a, b), cond_and::<15>(a, b),
+                ];
+                for (cc, want) in and.iter().enumerate() {
+                    assert_eq!(cpu.cond(cc as u8), *want, "and cc {cc} a {a:#x} b {b:#x}");
+                }
+            }
+        }
+    }
+}
