@@ -229,6 +229,23 @@ impl Cpu {
     fast_write!(write_u32, u32, 4);
     fast_write!(write_u64, u64, 8);
 
+    /// Host address of `lin` if the read TLB maps its page now (no miss
+    /// handling).  For bulk string operations.
+    #[inline(always)]
+    pub fn tlb_read_ptr(&self, lin: u32) -> Option<*mut u8> {
+        let e = &self.tlb.read[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
+        (e.tag == self.tlb.tag(lin)).then_some(e.addend.wrapping_add(lin as usize) as *mut u8)
+    }
+
+    /// Host address of `lin` if the write TLB maps its page now.  Pages with
+    /// decoded code never have write entries, so a bulk write through this
+    /// pointer cannot miss self-modifying code.
+    #[inline(always)]
+    pub fn tlb_write_ptr(&self, lin: u32) -> Option<*mut u8> {
+        let e = &self.tlb.write[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
+        (e.tag == self.tlb.tag(lin)).then_some(e.addend.wrapping_add(lin as usize) as *mut u8)
+    }
+
     /// Read 1, 2 or 4 bytes, zero-extended.
     #[inline(always)]
     pub fn read_sized(&mut self, lin: u32, size: u8) -> Result<u32, Fault> {
@@ -332,7 +349,11 @@ impl Cpu {
         }
     }
 
-    /// H:410 The TLB miss path: ask the MMU, then remember the answer.
+    /// H:410 The TLB miss path: ask the MMU, then remember the answer.  For
+    /// an lguest guest the MMU is the shadow page tables (H:510).  If it
+    /// says no, the fault travels back out of the instruction's handler,
+    /// which has changed nothing yet (H:230), and out of the run loop as an
+    /// `Exit::Fault` (H:255) for the host to deal with (H:965).
     pub fn translate(&mut self, lin: u32, access: Access, user: bool) -> Result<Translation, Fault> {
         let t = match &mut self.mmu {
             Mmu::Bare(b) => {

@@ -170,21 +170,23 @@ pub fn enter(cpu: &mut Cpu, d: &DInsn) -> R {
     let level = (d.i.immediate8_2nd() & 31) as u32;
     let ebp = cpu.regs[EBP];
     let sp = cpu.regs[ESP];
-    // Read the outer frame pointers and check the whole area the pushes will
-    // write before changing anything: a fault must leave ESP and EBP as they
-    // were, so the instruction can restart.
-    let mut outer = [0u32; 31];
+    // Check every read and write first, so a fault leaves ESP and EBP as
+    // they were and the instruction can restart.  Then do it in the SDM's
+    // order (push EBP, then copy the outer frame pointers), because the
+    // copies may read the slot the push just wrote, as silicon shows.
     for k in 1..level {
         let l = cpu.lin(SegReg::Ss, ebp.wrapping_sub(4 * k));
-        outer[(k - 1) as usize] = cpu.read_u32(l)?;
+        cpu.read_u32(l)?;
     }
     let pushes = 1 + level.saturating_sub(1) + (level > 0) as u32;
     let lin = cpu.lin(SegReg::Ss, sp.wrapping_sub(4 * pushes));
     cpu.probe_write(lin, 4 * pushes)?;
     cpu.push32(ebp)?;
     let frame = cpu.regs[ESP];
-    for v in outer.iter().take(level.saturating_sub(1) as usize) {
-        cpu.push32(*v)?;
+    for k in 1..level {
+        let l = cpu.lin(SegReg::Ss, ebp.wrapping_sub(4 * k));
+        let v = cpu.read_u32(l)?;
+        cpu.push32(v)?;
     }
     if level > 0 {
         cpu.push32(frame)?;

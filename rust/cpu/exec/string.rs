@@ -107,8 +107,103 @@ fn repeat(cpu: &mut Cpu, d: &DInsn, r: &Regs, mut body: impl FnMut(&mut Cpu) -> 
     Ok(())
 }
 
+/// H:395 The bulk path of `rep movs` and `rep stos`, which kernels use for
+/// every memcpy, memset and page clear: while the direction is forward and
+/// the operands' pages are in the TLB, copy as many whole elements as fit in
+/// the current pages with one host copy, then update the registers as the
+/// element-by-element loop would have.  Anything unusual (a TLB miss, a
+/// backward copy, an overlap that the forward element order makes visible,
+/// 16-bit addressing) takes the general loop for one element, which also
+/// refills the TLB.  Returns the elements done.
+fn bulk(cpu: &mut Cpu, d: &DInsn, r: &Regs, store_only: bool) -> u32 {
+    let size = elem(d) as u32;
+    debug_assert!(!r.a16 && r.step == size);
+    let count = cpu.regs[ECX];
+    let edi = cpu.regs[EDI];
+    let t = cpu.lin(SegReg::Es, edi);
+    let mut n = count.min((0x1000 - (t & 0xfff)) / size).min(SLICE);
+    let dst = match cpu.tlb_write_ptr(t) {
+        Some(p) => p,
+        None => return 0,
+    };
+    if store_only {
+        if n == 0 {
+            return 0;
+        }
+        let v = cpu.regs[EAX];
+        // SAFETY: the write TLB maps the whole page, and n elements from t
+        // stay inside it.
+        unsafe {
+            match size {
+                1 => std::ptr::write_bytes(dst, v as u8, n as usize),
+                2 => (0..n as usize).for_each(|k| std::ptr::write_unaligned((dst as *mut u16).add(k), v as u16)),
+                _ => (0..n as usize).for_each(|k| std::ptr::write_unaligned((dst as *mut u32).add(k), v)),
+            }
+        }
+        cpu.regs[EDI] = edi.wrapping_add(n * size);
+    } else {
+        let src_seg = super::seg_of(d.i.memory_segment());
+        let esi = cpu.regs[ESI];
+        let s = cpu.lin(src_seg, esi);
+        n = n.min((0x1000 - (s & 0xfff)) / size);
+        let src = match cpu.tlb_read_ptr(s) {
+            Some(p) => p,
+            None => return 0,
+        };
+        let bytes = (n * size) as usize;
+        // A forward element copy into a destination that starts inside the
+        // source repeats the source pattern; a plain memmove would not.
+        let overlap = (dst as usize) > (src as usize) && (dst as usize) < (src as usize) + bytes;
+        if n == 0 || overlap {
+            return 0;
+        }
+        // SAFETY: both ranges lie within pages the TLB maps, and the
+        // overlapping case that would differ from memmove was excluded.
+        unsafe { std::ptr::copy(src as *const u8, dst, bytes) };
+        cpu.regs[ESI] = esi.wrapping_add(n * size);
+        cpu.regs[EDI] = edi.wrapping_add(n * size);
+    }
+    cpu.regs[ECX] = count - n;
+    n
+}
+
+/// Drive `bulk`, falling back to single elements (`one`) where it cannot
+/// go, for at most a slice of work before coming back after the event check.
+fn rep_bulk(cpu: &mut Cpu, d: &DInsn, r: &Regs, store_only: bool, mut one: impl FnMut(&mut Cpu) -> Result<(), crate::cpu::state::Fault>) -> R {
+    let mut done = 0u32;
+    while cpu.regs[ECX] != 0 {
+        if done >= SLICE {
+            cpu.next_eip = cpu.eip;
+            cpu.stop_block = true;
+            return Ok(());
+        }
+        let n = bulk(cpu, d, r, store_only);
+        if n > 0 {
+            done += n;
+            continue;
+        }
+        one(cpu)?;
+        cpu.regs[ECX] -= 1;
+        done += 1;
+    }
+    Ok(())
+}
+
 pub fn movs(cpu: &mut Cpu, d: &DInsn) -> R {
     let r = Regs::new(cpu, d);
+    if rep(d) && !r.a16 && r.step == elem(d) as u32 {
+        let size = elem(d);
+        let src_seg = super::seg_of(d.i.memory_segment());
+        return rep_bulk(cpu, d, &r, false, |cpu| {
+            let s = cpu.lin(src_seg, cpu.regs[ESI]);
+            let v = cpu.read_sized(s, size)?;
+            let t = cpu.lin(SegReg::Es, cpu.regs[EDI]);
+            cpu.write_sized(t, size, v)?;
+            cpu.regs[ESI] = cpu.regs[ESI].wrapping_add(size as u32);
+            cpu.regs[EDI] = cpu.regs[EDI].wrapping_add(size as u32);
+            Ok(())
+        });
+    }
     let size = elem(d);
     let src_seg = super::seg_of(d.i.memory_segment());
     repeat(cpu, d, &r, |cpu| {
@@ -124,6 +219,16 @@ pub fn movs(cpu: &mut Cpu, d: &DInsn) -> R {
 
 pub fn stos(cpu: &mut Cpu, d: &DInsn) -> R {
     let r = Regs::new(cpu, d);
+    if rep(d) && !r.a16 && r.step == elem(d) as u32 {
+        let size = elem(d);
+        let v = cpu.regs[EAX];
+        return rep_bulk(cpu, d, &r, true, |cpu| {
+            let t = cpu.lin(SegReg::Es, cpu.regs[EDI]);
+            cpu.write_sized(t, size, v)?;
+            cpu.regs[EDI] = cpu.regs[EDI].wrapping_add(size as u32);
+            Ok(())
+        });
+    }
     let size = elem(d);
     let v = cpu.regs[EAX];
     repeat(cpu, d, &r, |cpu| {
