@@ -16,7 +16,7 @@ struct blk_req_hdr {
 };
 
 /*
- * G:440 A block request is one descriptor chain of three parts: a 16-byte
+ * D:400 A block request is one descriptor chain of three parts: a 16-byte
  * header the device reads (read or write, which sector), the data (read by
  * the device for a write, written by it for a read), and one status byte
  * the device writes last.  We have one request in flight at a time and

@@ -19,10 +19,13 @@ const char *virtio_type_name(u32 type)
 }
 
 /*
- * G:400 Every status change is announced to the Launcher with a NOTIFY of
+ * D:110 Every status change is announced to the Launcher with a NOTIFY of
  * the descriptor's physical address.  The Launcher looks at the status
  * byte as it is now: 0 means reset, DRIVER_OK means "start serving this
- * device", FAILED means we gave up on it.
+ * device", FAILED means we gave up on it (L:210 is the other end).  The
+ * barrier keeps the compiler from moving the store to the status byte
+ * after the hypercall: the Launcher reads the byte as soon as it sees the
+ * NOTIFY.
  */
 void virtio_set_status(struct virtio_device *vdev, u8 status)
 {
@@ -36,7 +39,14 @@ int virtio_has_feature(struct virtio_device *vdev, u32 bit)
 	return bit < 32 && (vdev->features >> bit) & 1;
 }
 
-/* Accepting a feature is writing its bit into the second bitmap. */
+/*
+ * D:120 Features are negotiated through the descriptor itself.  The device
+ * offers bits in the first bitmap; we accept one by setting the same bit
+ * in the second, which is ours to write.  Nothing is announced: the
+ * Launcher reads our answer once, when DRIVER_OK starts the device, and
+ * serves the device with the bits both sides agreed on.  We only accept
+ * what was offered, and never past the bitmap's length.
+ */
 void virtio_accept_feature(struct virtio_device *vdev, u32 bit)
 {
 	if (virtio_has_feature(vdev, bit) && bit / 8 < vdev->desc->feature_len)
@@ -51,15 +61,18 @@ static int (*const drivers[])(struct virtio_device *) = {
 };
 
 /*
- * G:410 The lguest bus is one page, the first page above our RAM: the
- * Launcher fills it with device descriptors before we boot, and we find it
- * at ram_size because the e820 map told us where RAM ends.  It is not RAM,
- * so our page tables do not map it yet; map_device() does.
+ * D:100 Here the Drivers chapter begins: how our kernel finds its devices
+ * and talks to them.  The lguest bus is one page, the first page above our
+ * RAM: the Launcher fills it with device descriptors before we boot
+ * (L:200), and we find it at ram_size because the e820 map told us where
+ * RAM ends.  It is not RAM, so our page tables do not map it yet;
+ * map_device() does.
  *
  * Each descriptor is five bytes (type, number of queues, feature-bitmap
- * length, config length, status), then the queue records, then two
- * feature bitmaps of feature_len bytes (the device's offer, our answer),
- * then the config bytes.  Nothing is aligned, and a type of 0 ends the list.
+ * length, config length, status), then the queue records (ring size,
+ * interrupt line, page frame of the vring), then two feature bitmaps of
+ * feature_len bytes (the device's offer, our answer), then the config
+ * bytes.  Nothing is aligned, and a type of 0 ends the list.
  *
  * For each device we follow the virtio dance as Linux 2.6.32 does:
  * reset (status 0), ACKNOWLEDGE ("seen it"), DRIVER ("I have a driver"),

@@ -13,7 +13,7 @@ static struct waitq input_wq;
 int console_input_ready;
 
 /*
- * G:430 Output: copy the bytes into our one output buffer, add it to the
+ * D:310 Output: copy the bytes into our one output buffer, add it to the
  * output queue, kick, and spin until the device gives it back.  That is
  * what Linux 2.6.32's driver does too, and why the device side must keep
  * working while we spin (abi-devices.md 3.8).  console_write() called us
@@ -46,10 +46,12 @@ static void virtcons_write(const char *s, u32 len)
 }
 
 /*
- * G:432 Input: one buffer is always waiting in the input queue.  When the
+ * D:320 Input: one buffer is always waiting in the input queue.  When the
  * Launcher has keystrokes it fills the buffer and raises the queue's
  * interrupt; we copy the bytes into a ring, hand the buffer back to the
- * device, and wake whoever waits for a character (the monitor).
+ * device, and wake whoever waits for a character (the monitor).  Each
+ * time we hand the buffer back we kick (D:220), because the input thread
+ * may be asleep waiting for exactly that.
  */
 static void post_input(void)
 {
@@ -106,6 +108,16 @@ u32 console_readline(char *buf, u32 size)
 	return n;
 }
 
+/*
+ * D:300 The console is the device the rest of the kernel notices most:
+ * once its probe succeeds, console_output points here and every printk()
+ * goes through the output queue instead of the 16-byte NOTIFYs of the early
+ * console (G:120).  Input gets a callback, because keys arrive whenever the
+ * user types; output gets none, because we spin for each buffer anyway, so
+ * that queue asks for no interrupts at all (D:200).  The Launcher adds the
+ * console last, so the other drivers' messages during boot still go
+ * through the early console.
+ */
 int virtcons_probe(struct virtio_device *vdev)
 {
 	in_vq = vq_setup(vdev, 0, input_done);

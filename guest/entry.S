@@ -8,12 +8,11 @@
 /*
  * G:230 Every IDT vector we use gets a tiny stub, 16 bytes apart so that
  * traps.c can compute a stub's address from its vector number.  The Host
- * (or, for a few traps, the processor directly) has already pushed EIP,
- * CS and EFLAGS, plus ESP and SS when we came from ring 3, plus an error
- * code for the vectors that have one (8, 10-14, 17).  The stub evens that
- * out by pushing a dummy 0 where no error code came, then the vector
- * number, so trap_common always sees the same frame: struct pt_regs in
- * kernel.h.
+ * (H:1045) has already pushed EIP, CS and EFLAGS, plus ESP and SS when we
+ * came from ring 3, plus an error code for the vectors that have one (8,
+ * 10-14, 17).  The stub evens that out by pushing a dummy 0 where no error
+ * code came, then the vector number, so trap_common always sees the same
+ * frame: struct pt_regs in kernel.h.
  */
 .macro	trap_stub vec
 	.balign	16
@@ -87,7 +86,8 @@ ret_from_trap:
  *
  * So we tell the Host, through noirq_start and noirq_end in lguest_data
  * (G:112), never to deliver an interrupt while EIP lies between the two
- * labels.  Faults are not affected, and nothing in the window can fault.
+ * labels (the Host checks in H:1040).  Faults are not affected, and
+ * nothing in the window can fault.
  * The store goes through SS because DS may already hold a user selector.
  * After this, irq_enabled holds a whole EFLAGS image (say 0x246), not just
  * 0 or 0x200: only bit 9 matters.

@@ -44,8 +44,10 @@ startup_32:
 	 * virtual address minus PAGE_OFFSET.  In return it fills in a few
 	 * fields: pgdir, reserve_mem, tsc_khz and the time.
 	 *
-	 * This vmcall is the first one the Host sees: it faults, the Host
-	 * rewrites it into "int $0x1f; nop" and runs it as LGUEST_INIT.
+	 * This vmcall is the first one the Host sees: it faults (H:605), the
+	 * Host rewrites it into "int $0x1f; nop" (H:970), the retried "int"
+	 * leaves the interpreter (H:1030), and the Host runs it as LGUEST_INIT
+	 * (H:1120) before it lets us go on to the next instruction.
 	 */
 	movl	$LHCALL_LGUEST_INIT, %eax
 	movl	$(lguest_data - PAGE_OFFSET), %ebx

@@ -40,8 +40,8 @@ typedef __builtin_va_list va_list;
 #define USER_STACK_TOP	0xBF000000	/* stacks grow down from here... */
 #define USER_STACK_MAX	(64 * PAGE_SIZE) /* ...by at most this much */
 
-#define KSTACK_SIZE	8192
-#define SCRATCH_VA	0xF0000000	/* kernel window the selftest remaps */		/* two pages, as SET_STACK expects */
+#define KSTACK_SIZE	8192		/* two pages, as SET_STACK expects */
+#define SCRATCH_VA	0xF0000000	/* kernel window the selftest remaps */
 
 /* ---- boot (main.c) ---- */
 extern u32 ram_size;
@@ -67,10 +67,24 @@ u32 crc32(u32 crc, const void *p, u32 len);
 void printk(const char *fmt, ...);
 void console_write(const char *s, u32 len);
 void early_write(const char *s, u32 len);
-/* Once the virtio console is up it takes over (G:430). */
+/* Once the virtio console is up it takes over (D:300). */
 extern void (*console_output)(const char *s, u32 len);
 
-/* ---- the virtual interrupt flag (G:250) ---- */
+/* ---- the virtual interrupt flag ---- */
+
+/*
+ * G:245 Our interrupt flag is a word in lguest_data, so disabling
+ * interrupts is a plain store, with no trap at all: that is why a
+ * paravirtualized kernel can afford to disable them as often as Linux does.
+ * The Host reads the word before it delivers (H:1040).  The price comes on
+ * the way back: an interrupt that arrived while we had them off is still
+ * waiting, and the Host looks for interrupts only when the interpreter
+ * stops, which may be a whole slice of instructions later.  So the Host
+ * sets irq_pending when it finds an interrupt it may not deliver, and when
+ * we turn interrupts back on we look at that word and, if it is set, make
+ * the cheapest hypercall there is (SEND_INTERRUPTS, which does nothing):
+ * on the way back into us, the Host delivers the waiting interrupt.
+ */
 static inline u32 irq_save(void)
 {
 	u32 flags = lguest_data.irq_enabled;

@@ -55,8 +55,9 @@ u32 ram_size;
  * the text alone.  We do the same, and print the reason too so that it
  * shows up on the console.
  *
- * The Host never returns from this call.  If it somehow did, ud2 turns the
- * surprise into a trap, which ends in a panic or in the Host killing us.
+ * The Host never returns from this call (H:1150 is the other end).  If it
+ * somehow did, ud2 turns the surprise into a trap, which ends in a panic
+ * or in the Host killing us.
  */
 void noreturn power_off(const char *reason, u32 how)
 {
@@ -200,7 +201,7 @@ static void run_user_demo(void)
  * - our own page tables (mm_init), which also sets up the page allocator
  *   everything after needs;
  * - task 0 and its kernel stack, then the FPU and the timer;
- * - only then interrupts on, and the devices on the lguest bus.
+ * - only then interrupts on, and the devices on the lguest bus (D:100).
  */
 void noreturn lguest_demo_main(u32 boot_params_pa)
 {

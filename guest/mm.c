@@ -251,8 +251,12 @@ void free_user_pgdir(u32 *pgdir)
  * lguest_data.cr2 (the Host put it there, as it cannot give us a real CR2).
  * If it lies in the stack window and nothing is mapped there, this is the
  * stack growing: map a zeroed page and let the instruction run again.  The
- * Host learns about the new entry through SET_PTE like any other change.
- * Anything else is a real fault, and the caller kills the task.
+ * Host learns about the new entry through SET_PTE like any other change
+ * (H:590).  The entry has no accessed bit yet, so the Host does not copy it
+ * into its shadow there; instead the retried instruction misses in the
+ * shadow once more, and this time the Host's fix-up finds a present entry
+ * and fills the shadow (H:570) without bothering us.  Anything else is a
+ * real fault, and the caller kills the task.
  */
 int do_page_fault_user(u32 addr, u32 error)
 {

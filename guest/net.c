@@ -27,7 +27,7 @@ u8 net_mac[6];
 u32 net_rx_frames, net_tx_frames, net_rx_dropped;
 
 /*
- * G:460 Every frame in either direction is preceded by a 10-byte
+ * D:600 Every frame in either direction is preceded by a 10-byte
  * virtio_net_hdr describing checksum and segmentation offloads.  We accept
  * none of those features, so our headers are all zeroes and the device's
  * are ignored.  Receive buffers are chains of two device-writable pieces,
@@ -41,6 +41,13 @@ static void post_rx(struct rx_buf *b)
 	vq_add_buf(rx_vq, sg, 0, 2, b);
 }
 
+/*
+ * D:610 The receive interrupt: copy each filled frame into our little
+ * queue for net_recv(), put the buffer straight back in the ring, and kick
+ * once for the lot.  The kick matters: a receive thread that ran out of
+ * buffers sleeps until we post more, and packets it cannot place meanwhile
+ * wait on the host side.
+ */
 static void rx_done(struct virtqueue *vq)
 {
 	struct rx_buf *b;

@@ -9,12 +9,13 @@
  * lguest gives it the simplest possible channel: LHCALL_NOTIFY with the
  * physical address of a NUL-terminated string of at most 16 characters.
  * The Host cannot make sense of that address, so it hands it to the
- * Launcher, which sees that it points into ordinary memory and prints it.
+ * Launcher (H:1290), which sees that it points into ordinary memory and
+ * prints it (L:160).
  *
  * So we cut every string into 16-character pieces, copy each into a small
  * buffer on our stack, and NOTIFY its physical address.  Our stacks are in
  * the BSS, so a physical address is simply virtual minus PAGE_OFFSET.  This
- * stays the console until the virtio console driver takes over (G:430).
+ * stays the console until the virtio console driver takes over (D:300).
  */
 void early_write(const char *s, u32 len)
 {

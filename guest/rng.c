@@ -7,7 +7,7 @@ static struct virtqueue *rng_vq;
 int rng_ready;
 
 /*
- * G:450 The simplest virtio device there is: one queue, no features, no
+ * D:500 The simplest virtio device there is: one queue, no features, no
  * config.  We offer a device-writable buffer; the device fills every byte
  * with randomness from the host and gives it back.
  */

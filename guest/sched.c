@@ -47,6 +47,16 @@ void sched_init(void)
 	hcall(LHCALL_SET_STACK, __KERNEL_DS, (u32)boot_stack_top, 2, 0);
 }
 
+/*
+ * M:130 Exercise: make the idle Guest really idle.  The clock ticks 100
+ * times a second whether anybody waits or not (G:250), and blocked tasks
+ * are simply made runnable on every tick to look again (G:296), so an idle
+ * Guest still wakes the Host a hundred times a second.  Keep a proper list
+ * of what each task waits for, let wake_up() be the only way out of
+ * TASK_BLOCKED, and before halting arm LHCALL_SET_CLOCKEVENT for the first
+ * sleeper's deadline instead of the next tick.  The monitor's "info"
+ * command counts halts and interrupts, so you can see the difference.
+ */
 static struct task *pick_next(void)
 {
 	int i, start = current - tasks;

@@ -186,9 +186,10 @@ static const char *const trap_names[20] = {
 
 /*
  * G:254 Every trap, interrupt and system call arrives here, with the
- * frame that the stubs of G:230 built.  Interrupt lines go to their driver's handler; the system
- * call goes to syscall.c; a page fault first tries demand paging; #NM is
- * lazy FPU switching (G:320).  Any other exception from user space kills
+ * frame that the stubs of G:230 built.  Interrupt lines go to the handler
+ * a driver registered (for virtio queues, D:230); the system call goes to
+ * syscall.c; a page fault from user space first tries demand paging
+ * (G:310); #NM is lazy FPU switching (G:320).  Any other exception from user space kills
  * the task, and from the kernel it is a panic, unless the selftest armed a
  * probe for it.  On the way out, if the timer asked for a reschedule, this
  * is where a task gets preempted.

@@ -81,7 +81,8 @@ static int have_fpu(void)
 /*
  * G:350 Each level of this recursion puts almost a page of locals on the
  * stack.  The stack starts with no pages at all (G:300), so every new
- * level faults, and the kernel hands out a zeroed page.  We check that the
+ * level faults (the fault's way through the Host starts at H:407), and the
+ * kernel hands out a zeroed page.  We check that the
  * fresh memory really is zero, fill it, and check after the deeper levels
  * returned that our pattern survived.  Returns the number of bad bytes.
  */

@@ -3,6 +3,19 @@
  */
 #include "virtio.h"
 
+/*
+ * D:230 This is where a device's interrupt ends up.  A queue thread in the
+ * Launcher gave buffers back and raised the queue's line (L:240), the Host
+ * delivered it through our IDT (H:1040), and handle_trap() called the
+ * handler that vq_setup() registered for the line (G:254).  We run with
+ * interrupts off, on whatever stack the interrupt found us, so the work is
+ * left to the driver's callback, which only collects finished buffers and
+ * wakes whoever waits for them.
+ *
+ * The check for news comes first because an interrupt can arrive when
+ * there is nothing to collect: the driver may already have taken the
+ * buffers while spinning or polling (D:310), before the line was raised.
+ */
 static void vring_interrupt(u32 irq, void *arg)
 {
 	struct virtqueue *vq = arg;
@@ -17,7 +30,7 @@ static void vring_interrupt(u32 irq, void *arg)
 }
 
 /*
- * G:420 A vring is three parts in guest memory that both sides read and
+ * D:200 A vring is three parts in guest memory that both sides read and
  * write: a table of buffer descriptors (address, length, flags, next), the
  * "available" ring where we publish the heads of descriptor chains for the
  * device, and the "used" ring where the device hands finished chains back
@@ -30,7 +43,8 @@ static void vring_interrupt(u32 irq, void *arg)
  * Unused descriptors form a free list through their "next" fields.  A
  * queue whose driver wants no completion interrupts says so with
  * NO_INTERRUPT in the available ring's flags (only advice: the 2.6.32
- * Launcher still interrupts when it runs out of work).
+ * Launcher still interrupts when it runs out of work).  Last, we unmask
+ * the queue's interrupt line and route it to vring_interrupt() (D:230).
  */
 struct virtqueue *vq_setup(struct virtio_device *vdev, u32 index,
 			   void (*callback)(struct virtqueue *vq))
@@ -73,7 +87,7 @@ struct virtqueue *vq_setup(struct virtio_device *vdev, u32 index,
 }
 
 /*
- * G:422 Adding a buffer: take descriptors off the free list, one per
+ * D:210 Adding a buffer: take descriptors off the free list, one per
  * piece, device-readable pieces ("out") first, then device-writable ones
  * ("in"), chained with NEXT.  Then put the chain's head into the next slot
  * of the available ring and, only after a barrier (the device may be
@@ -112,11 +126,14 @@ int vq_add_buf(struct virtqueue *vq, struct sg *sg, u32 out, u32 in, void *data)
 }
 
 /*
- * G:424 Kicking: NOTIFY with the vring's physical address.  The first
- * kick reaches the Launcher, which starts the device's worker; after that
- * the Host hands kicks straight to the worker (an eventfd) without us
- * leaving the processor for long.  A device that is busy anyway sets
- * NO_NOTIFY in the used ring, and then we save ourselves the trap.
+ * D:220 Kicking: NOTIFY with the vring's physical address, the start of
+ * the NOTIFY path through the Host.  A kick made before the device runs
+ * (our console posts its input buffer during its probe, before DRIVER_OK)
+ * reaches the Launcher, which starts the device (L:210).  Once it runs,
+ * the Host hands each kick straight to the thread serving this queue by
+ * signalling an eventfd (H:1290), and we are back at work after a single
+ * trap.  A device thread that is busy anyway sets NO_NOTIFY in the used
+ * ring (L:217), and then we save ourselves the trap.
  */
 void vq_kick(struct virtqueue *vq)
 {
@@ -128,7 +145,7 @@ void vq_kick(struct virtqueue *vq)
 }
 
 /*
- * G:426 Getting a buffer back: if the used ring's index moved past ours,
+ * D:240 Getting a buffer back: if the used ring's index moved past ours,
  * the element there names the head of a finished chain and how many bytes
  * the device wrote.  The chain's descriptors go back on the free list.
  */
@@ -162,7 +179,13 @@ void *vq_get_buf(struct virtqueue *vq, u32 *len)
 	return data;
 }
 
-/* The callback of queues whose users simply wait for completions. */
+/*
+ * D:250 Most drivers have nothing to do in interrupt context: the task that
+ * made the request sleeps in wait_event_timeout() until the buffer comes
+ * back, and the callback only wakes it.  A sleeping task leaves the
+ * processor to the others, and when nobody can run the kernel halts (G:294)
+ * until this very interrupt arrives.
+ */
 void vq_wake_callback(struct virtqueue *vq)
 {
 	wake_up(&vq->wq);

@@ -56,8 +56,10 @@ pub fn do_hypercalls(g: &mut Guest, args: [u32; 5]) {
     g.pending_hcall = None;
 }
 
-/// H:1120 LGUEST_INIT: the guest tells us where its lguest_data is.  We fill
-/// in what the host provides and read what the guest fixed at build time.
+/// H:1120 LGUEST_INIT: the guest tells us where its lguest_data is (G:111).
+/// We fill in what the host provides and read what the guest fixed at
+/// build time (G:112).  From here on the guest may make any hypercall, and
+/// interrupts can be delivered; it goes on to its C code (G:150).
 fn initialize_lguest_data(g: &mut Guest, addr: u32) {
     if !g.mem.check(addr, ld::SIZE) {
         g.kill(format!("bad guest page {addr:#x}"));

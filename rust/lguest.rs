@@ -98,7 +98,8 @@ pub struct Shared {
 impl Shared {
     /// H:910 Raise an interrupt from any thread: set its bit, then make sure
     /// the vCPU notices, whether it is running (an event bit it checks at the
-    /// next block boundary) or halted (a condition variable).
+    /// next block boundary, H:257) or halted (the condition variable it
+    /// sleeps on, H:950).  Delivery is the vCPU's job (H:1040).
     pub fn raise_irq(&self, irq: u32) {
         self.irqs.fetch_or(1 << irq, Ordering::AcqRel);
         self.events.fetch_or(EVENT_IRQ, Ordering::Release);

@@ -428,3 +428,31 @@ def test_block_comment_without_stars(tmp_path: Path) -> None:
     assert stop.text == "Linker script,\nno stars.\n    indented"
     assert stop.language == "ld"
     assert stop.code == ("SECTIONS", "{", "}")
+
+
+# ---------------------------------------------------------------------------
+# The tour as a whole: every chapter is there, and so is every path.
+
+DOCS_JOURNEY = ROOT / "docs" / "journey.md"
+
+
+def test_every_chapter_has_stops(tour: journey.Journey) -> None:
+    assert [ch for ch, n in tour.counts().items() if n == 0] == []
+
+
+@pytest.mark.skipif(not DOCS_JOURNEY.is_file(), reason="needs docs/journey.md")
+def test_the_paths_in_the_docs_are_stops(tour: journey.Journey) -> None:
+    import re
+
+    text = DOCS_JOURNEY.read_text(encoding="utf-8")
+    section = text.split("## The paths", 1)[1].split("\n## ", 1)[0]
+    paths = re.findall(r"^\d+\. \*\*(.+?)\*\*:(.*?)(?=^\d+\. |\Z)", section, re.MULTILINE | re.DOTALL)
+    assert len(paths) >= 7
+    tags = {stop.tag for stop in tour.stops}
+    for title, body in paths:
+        named = [
+            journey.format_tag(ch, int(n)) for ch, n in re.findall(r"\b([PGDLHM]):(\d+)", body)
+        ]
+        assert len(named) >= 5, title
+        missing = [tag for tag in named if tag not in tags]
+        assert missing == [], f"path {title!r} names stops that do not exist: {missing}"

@@ -566,6 +566,13 @@ class BootPlan:
         return BootInfo(kernel=self.kernel, initrd=self.initrd, command_line=self.command_line)
 
 
+# L:105 Check everything, then write.  plan_guest() reads the kernel's
+# headers (L:110, L:120), places the initrd (L:130), checks the command line
+# and makes sure the Host's initial page tables will fit below it all, and
+# it does so before any guest memory exists: a kernel that cannot boot is
+# refused in a moment, with a message that says why.  The plan's write()
+# then puts everything in place in the original Launcher's order: kernel,
+# initrd, boot_params (L:140), command line.
 def plan_guest(
     ram_size: int,
     kernel: Image,

@@ -85,6 +85,14 @@ class DeviceSlot:
         return self.address + 5 + 8 * len(self.queues) + self.feature_len
 
 
+# L:213 One thread per virtqueue, as the original Launcher had one cloned
+# process per queue.  A thread owns two eventfds: ``kick``, which the core
+# signals when the guest NOTIFYs this queue's vring (H:1205), and
+# ``stop_fd``, which the bus signals when the device is reset or closed.
+# The thread spends its life in the device's serve() (L:215), and whenever
+# the queue is empty it sleeps in wait() until one of the two fires.  No
+# Python code stands between the guest's kick and this thread waking up:
+# the vCPU writes the eventfd from Rust and goes on running the guest.
 class _Worker(threading.Thread):
     """The thread that serves one virtqueue (the original's per-queue clone)."""
 
@@ -349,6 +357,13 @@ class LguestBus:
         elif status & STATUS_DRIVER_OK and not slot.running:
             self.start(slot)
 
+    # L:212 Starting a device is where the fast path for kicks is set up:
+    # each queue gets its thread and its eventfd, and the core is told to
+    # signal that eventfd when the guest notifies the vring's address (H:1225),
+    # so from now on the queue's kicks never come back to the run loop.  The
+    # features the device serves with are the ones it offered and the
+    # driver accepted (D:120).
+
     def start(self, slot: DeviceSlot) -> None:
         """Start a device: its feature negotiation is over, its queues get threads."""
         assert self._core is not None and self._mem is not None
@@ -398,6 +413,13 @@ class LguestBus:
         for slot in self.slots:
             self._stop(slot, detach)
 
+    # L:245 Every queue's ``raise_irq`` comes here, in the queue's thread:
+    # this is where an interrupt leaves the Launcher for the core (H:1297).
+    # It returns at once; the vCPU delivers the interrupt when the guest can
+    # take it (H:1040).  Once the guest is dead the core refuses, and the
+    # thread stops quietly instead of reporting a failure: a device that
+    # finishes a request just as the guest powers off is not an error.
+
     def _raise_irq(self, irq: int) -> None:
         core = self._core
         if core is None:
@@ -439,6 +461,15 @@ class LguestBus:
         """Stop the guest as if by Ctrl-C (the console's triple Ctrl-C)."""
         if self.on_interrupt is not None:
             self.on_interrupt()
+
+    # L:255 Shutting the bus down, once the guest is dead or the Launcher is
+    # closed: every queue thread is told to stop through its stop eventfd
+    # and joined, then each device releases what it holds on the host (the
+    # disk image, the tap device, the terminal's mode, L:320).  A thread stuck
+    # in the device's own I/O (a write to a terminal nobody reads, say) cannot
+    # see the stop request, so the join has a timeout and such a thread is
+    # left behind (it is a daemon) with a warning rather than hanging the
+    # Launcher.
 
     def close(self) -> None:
         """Stop every queue thread and release the devices' host resources."""

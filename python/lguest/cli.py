@@ -354,6 +354,17 @@ def _signals_as_exits() -> Iterator[None]:
                 signal.signal(signum, handler)
 
 
+# P:030 One boot, end to end: what `lguest run` does, and the map of the
+# journey ahead.  The Launcher reads and checks the kernel before anything
+# else (L:105), so a bad file costs nothing.  The bus gets its devices
+# (L:200), the console last.  boot() allocates the guest's memory, lays out
+# the devices and loads the kernel, then hands over to the Host (see L:145
+# and H:930).  run() is the Launcher's loop (L:150): the Rust core interprets
+# the guest (H:940) from its first instruction (G:100) until it has a
+# notification for us or the guest dies.  Dying is the only way out: power
+# off, crash or reboot (L:170), and a reboot comes back around the loop
+# (L:270).  Leaving the `with` closes the devices and gives the terminal
+# back (L:180).
 def run_command(args: argparse.Namespace, kernel_args: Sequence[str]) -> int:
     """``lguest run``: boot and run one guest; return the exit status."""
     logger = logging.getLogger("lguest")

@@ -104,6 +104,12 @@ class ConsoleLog:
             return found
 
 
+# M:010 You have seen the whole machine; now change it.  The stops of this
+# chapter are exercises, each placed on the code it starts from.  This
+# class is the workbench for all of them: a few lines of Python boot a
+# guest with the devices you choose, feed its console and wait for what it
+# prints, which is how the tests in tests/ check the demo guest's selftest
+# (`lguest run -- selftest` does the same by hand).
 class Guest:
     """One lguest guest, ready to run.
 

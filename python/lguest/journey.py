@@ -53,6 +53,24 @@ __all__ = [
     "to_json",
 ]
 
+# P:020 How to read the tour.  The stops go chapter by chapter in this
+# order, and by number inside a chapter; the numbers leave gaps so that new
+# stops fit in.  Each stop explains why before the code shows how, and when
+# the story moves to another file or another actor it says where it goes
+# ("see H:410"): the tests make sure every such reference is a stop.
+# Besides reading the chapters in order, follow the paths that cross them,
+# each one thing happening end to end (docs/journey.md lists them):
+#
+# - how the Launcher lays out memory and loads a kernel (from L:100);
+# - a guest's boot to its first hypercall (from L:145);
+# - the interpreter's decode cache and lazy flags (from H:200);
+# - a page fault, from the guest's access to the shadow fill (from G:350);
+# - an interrupt, from a device thread to the guest's handler (from L:215);
+# - a NOTIFY, through the eventfd map to a device thread (from D:210);
+# - shutdown (from G:130).
+#
+# `lguest journey P` prints this chapter; `--markdown` makes a document.
+
 #: The chapters in tour order, with their titles.
 CHAPTERS: dict[str, str] = {
     "P": "Preparation",
@@ -695,6 +713,11 @@ def dangling_references(journey: Journey) -> list[str]:
     ]
 
 
+# M:900 The last exercise is the one lguest set its readers: when you have
+# changed something, leave a stop behind for the next reader.  Put it where
+# it belongs in the order, explain why before how, refer to the stops your
+# path crosses, and run scripts/build-journey: these are the rules it and
+# the tests check.  Thank you for reading.
 def problems(journey: Journey) -> list[str]:
     """Everything wrong with the tour, one message per problem."""
     return [

@@ -110,8 +110,8 @@ class GuestExit:
 class Bus(Protocol):
     """What the Launcher needs from the lguest bus (the device side).
 
-    Nothing implements this yet: the Launcher runs with no devices, and the
-    guest's only output is the early console.  The bus will:
+    Without a bus the Launcher runs with no devices, and the guest's only
+    output is the early console.  A bus must:
 
     - in :meth:`setup`, before the guest is initialised, write the device
       descriptors into ``layout.descriptor_page`` and allocate its vrings with
@@ -218,6 +218,15 @@ class Launcher:
             self.layout.ram_size, kernel, kernel_name, self.cmdline, initrd, initrd_name
         )
         self._plan = (plan, kernel_name, initrd_name)
+
+    # L:145 Booting: the Launcher's last job before the guest runs.  The
+    # order is forced by one fact: the core learns the guest's memory limit
+    # once, at INITIALIZE, and reads boot_params then.  So the bus lays out
+    # its devices first, which hands out the pages above RAM (L:100, L:200);
+    # then the plan writes the kernel, initrd, boot_params and command line
+    # (L:105); and only then do we call initialize(), where the Host builds
+    # the guest's first page tables and registers (H:930).  The guest does
+    # not run yet: that is run()'s job (L:150).
 
     def boot(self) -> None:
         """Build the guest: read the files, allocate memory, load, initialise.
@@ -455,11 +464,23 @@ class Launcher:
             self.output.write(text)
             self.output.flush()
 
+    # L:175 Every death reaches us the same way: the core's run() raises
+    # GuestDied (H:1295) with the reason the Host recorded (H:920), in the
+    # loop above.  We only translate it into a GuestExit (L:170), and the
+    # loop ends; nothing of the guest runs any more, but its devices are
+    # still there until close() (L:180), so a reboot can reuse them.
+
     def _death(self, death: GuestDied) -> GuestExit:
         # The core marks a reboot both ways (errno ERESTART and ``restart``);
         # either is enough.
         restart = bool(death.restart) or death.errno == ERESTART
         return GuestExit(reason=death.reason or str(death), restart=restart)
+
+    # L:180 The end of the journey for a guest.  The bus goes first: its
+    # queue threads stop and the devices give back what they hold on the
+    # host (L:255).  Then we drop our references to the core's guest; once
+    # nothing holds a view of its memory any more, the memory is unmapped.
+    # The core object has nothing to close: a dead guest holds no thread.
 
     def close(self) -> None:
         """Stop the devices and let go of the guest (and its memory)."""

@@ -351,7 +351,8 @@ class Virtqueue:
     # NOTIFY_ON_EMPTY behaviour, applied to every queue, and the guest's
     # drivers rely on it.  So: nothing to signal, nothing to do; the guest
     # said "no interrupts" and there is still work queued, stay quiet;
-    # otherwise raise the queue's line.
+    # otherwise raise the queue's line (L:245): the first step of an
+    # interrupt's way into the guest.
 
     def trigger(self) -> bool:
         """Signal pending completions if the rules say so; return whether an IRQ was raised."""
@@ -363,6 +364,16 @@ class Virtqueue:
         if self.raise_irq is not None:
             self.raise_irq(self.irq)
         return True
+
+    # L:217 Waiting for the guest without missing a kick.  While the thread
+    # is busy the guest need not kick at all, so NO_NOTIFY stays set in the
+    # used ring and the guest saves itself the trap (D:220).  When the ring
+    # runs dry we signal what we completed (L:240), clear NO_NOTIFY and go
+    # to sleep on the kick eventfd (L:213).  The race to avoid: the guest
+    # adds a buffer and reads NO_NOTIFY still set just before we clear it,
+    # then never kicks, and we sleep with work waiting.  So after clearing
+    # the flag we look at the available ring once more, behind a full fence
+    # (L:230), and only sleep if it is still empty.
 
     def get(self, wait: Callable[[], None]) -> Chain:
         """The next chain, blocking in ``wait()`` while the guest has none for us.

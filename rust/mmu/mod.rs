@@ -76,10 +76,11 @@ impl Paging {
         Fault::new(KILL_VECTOR)
     }
 
-    /// H:510 A TLB miss: look in the shadow; if it does not allow the access,
-    /// that is a page fault, which lguest first tries to fix by filling the
-    /// shadow from the guest's tables.  Only if that fails does the guest see
-    /// the fault, with the error code the shadow produced.
+    /// H:510 A TLB miss: look in the shadow (H:560); if it does not allow
+    /// the access, that is a page fault, which lguest first tries to fix by
+    /// filling the shadow from the guest's tables (H:570).  Only if that
+    /// fails does the guest see the fault, with the error code the shadow
+    /// produced.
     pub fn translate(&mut self, lin: u32, access: Access, user: bool) -> Result<Translation, Fault> {
         let write = access == Access::Write;
         for attempt in 0..2 {

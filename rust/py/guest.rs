@@ -158,7 +158,9 @@ impl Lguest {
             // enough to let Python run its signal handlers: Ctrl-C becomes
             // KeyboardInterrupt here, with the guest stopped between two
             // instructions and ready to be run again.  The interpreter itself
-            // never calls into Python.
+            // never calls into Python.  A notification nobody claimed comes
+            // back as run()'s result (L:150), and a death as GuestDied
+            // (L:175).
             let outcome = py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.run(SIGNAL_POLL))));
             self.instructions.store(g.cpu.icount, Ordering::Relaxed);
             match outcome {

@@ -65,6 +65,14 @@ class QueueWorker(Protocol):
         ...
 
 
+# M:120 Exercise: add a virtio device.  The Launcher's half is a subclass
+# of this class: a virtio type, queue names, features and config, and
+# handle() or serve() (docs/devices.md walks through one).  The guest's
+# half is a driver in guest/: a probe function in the table of bus.c
+# (D:100) that sets up its queues with vq_setup() (D:200) and talks
+# through vq_add_buf() and vq_kick().  A virtio balloon is a good first
+# choice: two queues, page-frame numbers in the buffers, and the host side
+# decides what to do with the pages (madvise them away?).
 class Device:
     """A virtio device on the lguest bus.
 
@@ -115,6 +123,13 @@ class Device:
 
     def close(self) -> None:
         """Release host resources (files, sockets, the terminal)."""
+
+    # L:215 The body of every queue thread (L:213).  The usual device is a
+    # loop: take the next chain, sleeping until the guest kicks if there is
+    # none (L:217), do the work straight in guest memory, and give the chain
+    # back (L:230).  Interrupts are not raised per chain: get() signals the
+    # completions when the queue runs dry (L:240), which is the batching the
+    # original Launcher did and the guest's drivers expect.
 
     def serve(self, queue: Virtqueue, worker: QueueWorker) -> None:
         """The body of ``queue``'s thread: by default, :meth:`handle` every chain.
