@@ -9,9 +9,14 @@ Loading the kernel needs only this package; running it needs the extension,
 which is imported when the first guest is built.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from lguest.errors import GuestFault, LaunchError
 from lguest.guest import Guest
 from lguest.launcher import GuestExit
+
+if TYPE_CHECKING:
+    from lguest._core import Cpu
 
 __version__ = "0.1.0"
 
@@ -32,4 +37,14 @@ __version__ = "0.1.0"
 #   interpreter inside it (the H: chapter, from H:010).
 #
 # What an embedder needs from the package is just these few names.
-__all__ = ["Guest", "GuestExit", "GuestFault", "LaunchError", "__version__"]
+__all__ = ["Cpu", "Guest", "GuestExit", "GuestFault", "LaunchError", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # The bare CPU lives in the extension; import it only when asked for, so
+    # that loading kernels keeps working without a built extension.
+    if name == "Cpu":
+        from lguest._core import Cpu
+
+        return Cpu
+    raise AttributeError(f"module 'lguest' has no attribute {name!r}")
