@@ -286,6 +286,12 @@ class Guest:
         return self._launcher.exit
 
     @property
+    def instructions(self) -> int:
+        """Guest instructions executed so far (0 before the guest boots)."""
+        lguest = self._launcher.lguest
+        return lguest.instructions if lguest is not None else 0
+
+    @property
     def layout(self) -> MemoryLayout:
         """The guest-physical memory layout."""
         return self._launcher.layout
