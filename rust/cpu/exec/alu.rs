@@ -13,37 +13,53 @@ fn bits(size: u8) -> u8 {
 // H:310 The two-operand ALU family shares one shape: read both operands,
 // compute, write the destination (unless it is cmp or test), and record the
 // lazy flags.  The operation is a const generic so each one compiles to its
-// own straight-line handler.
-const ADD: u8 = 0;
-const OR: u8 = 1;
-const ADC: u8 = 2;
-const SBB: u8 = 3;
-const AND: u8 = 4;
-const SUB: u8 = 5;
-const XOR: u8 = 6;
-const CMP: u8 = 7;
-const TEST: u8 = 8;
+// own straight-line handler.  `compute` is the one place that says what
+// each operation does; the specialised handlers in `fast` use it too.
+pub const ADD: u8 = 0;
+pub const OR: u8 = 1;
+pub const ADC: u8 = 2;
+pub const SBB: u8 = 3;
+pub const AND: u8 = 4;
+pub const SUB: u8 = 5;
+pub const XOR: u8 = 6;
+pub const CMP: u8 = 7;
+pub const TEST: u8 = 8;
+
+/// Whether operation `op` writes its destination (cmp and test do not).
+pub const fn writes(op: u8) -> bool {
+    op != CMP && op != TEST
+}
+
+/// Compute `a OP b` at `bits` bits and record the flags; returns the masked result.
+#[inline(always)]
+pub fn compute<const OP: u8>(cpu: &mut Cpu, bits: u8, a: u32, b: u32) -> u32 {
+    let (res, op) = match OP {
+        ADD => (a.wrapping_add(b), FlagOp::Add),
+        OR => (a | b, FlagOp::Logic),
+        ADC => (a.wrapping_add(b).wrapping_add(cpu.cf() as u32), FlagOp::Adc),
+        SBB => (a.wrapping_sub(b).wrapping_sub(cpu.cf() as u32), FlagOp::Sbb),
+        AND | TEST => (a & b, FlagOp::Logic),
+        SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
+        _ => (a ^ b, FlagOp::Logic),
+    };
+    cpu.lazy.set(op, bits, a, b, res);
+    res & mask(bits)
+}
 
 #[inline(always)]
 fn binop<const OP: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let size = d.size;
     let b = bits(size);
-    let m = mask(b);
     let a = read_op(cpu, d, 0, size)?;
-    let s = read_op(cpu, d, 1, size)? & m;
-    let (res, op) = match OP {
-        ADD => (a.wrapping_add(s), FlagOp::Add),
-        OR => (a | s, FlagOp::Logic),
-        ADC => (a.wrapping_add(s).wrapping_add(cpu.cf() as u32), FlagOp::Adc),
-        SBB => (a.wrapping_sub(s).wrapping_sub(cpu.cf() as u32), FlagOp::Sbb),
-        AND | TEST => (a & s, FlagOp::Logic),
-        SUB | CMP => (a.wrapping_sub(s), FlagOp::Sub),
-        _ => (a ^ s, FlagOp::Logic),
-    };
-    if OP != CMP && OP != TEST {
-        write_op(cpu, d, 0, size, res & m)?;
+    let s = read_op(cpu, d, 1, size)? & mask(b);
+    let saved = cpu.lazy;
+    let res = compute::<OP>(cpu, b, a, s);
+    if writes(OP) {
+        if let Err(f) = write_op(cpu, d, 0, size, res) {
+            cpu.lazy = saved;
+            return Err(f.into());
+        }
     }
-    cpu.lazy.set(op, b, a, s, res);
     Ok(())
 }
 

@@ -75,35 +75,12 @@ fn mwrite<const S: u8>(cpu: &mut Cpu, lin: u32, v: u32) -> Result<(), crate::cpu
     }
 }
 
-const ADD: u8 = 0;
-const OR: u8 = 1;
-const ADC: u8 = 2;
-const SBB: u8 = 3;
-const AND: u8 = 4;
-const SUB: u8 = 5;
-const XOR: u8 = 6;
-const CMP: u8 = 7;
-const TEST: u8 = 8;
+use super::alu::{writes, ADC, ADD, AND, CMP, OR, SBB, SUB, TEST, XOR};
 
-/// Compute an ALU operation and record its flags; returns the result.
+/// The ALU operation at size S (see `alu::compute`).
 #[inline(always)]
 fn alu<const OP: u8, const S: u8>(cpu: &mut Cpu, a: u32, b: u32) -> u32 {
-    let bits = S * 8;
-    let (res, op) = match OP {
-        ADD => (a.wrapping_add(b), FlagOp::Add),
-        OR => (a | b, FlagOp::Logic),
-        ADC => (a.wrapping_add(b).wrapping_add(cpu.cf() as u32), FlagOp::Adc),
-        SBB => (a.wrapping_sub(b).wrapping_sub(cpu.cf() as u32), FlagOp::Sbb),
-        AND | TEST => (a & b, FlagOp::Logic),
-        SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
-        _ => (a ^ b, FlagOp::Logic),
-    };
-    cpu.lazy.set(op, bits, a, b, res);
-    res & mask(bits)
-}
-
-const fn writes(op: u8) -> bool {
-    op != CMP && op != TEST
+    super::alu::compute::<OP>(cpu, S * 8, a, b)
 }
 
 fn alu_rr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
