@@ -191,18 +191,26 @@ def test_second_concurrent_run_is_eperm() -> None:
     errors: list[int | None] = []
 
     def second() -> None:
-        time.sleep(0.05)
+        # Wait until the main thread is really inside run() (instructions are
+        # published every time slice), so a loaded machine cannot reorder us.
+        deadline = time.monotonic() + 5
+        while lg.instructions == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
         try:
             lg.run()
         except OSError as e:
             errors.append(e.errno)
-        os.kill(os.getpid(), signal.SIGINT)
+        finally:
+            lg.interrupt()
 
     t = threading.Thread(target=second)
     t.start()
-    with pytest.raises(KeyboardInterrupt):
-        lg.run()
-    t.join()
+    try:
+        with pytest.raises(InterruptedError):
+            lg.run()
+    finally:
+        lg.interrupt()
+        t.join()
     assert errors == [errno.EPERM]
 
 
