@@ -197,3 +197,32 @@ def test_map_lookup_rate(
         f"rwlock {cell('rwlock', True)}  (attach+detach/s: rcu {attaches['rcu']}, "
         f"mutex {attaches['mutex']}, rwlock {attaches['rwlock']})"
     )
+
+
+def test_ctrl_c_latency(report: Callable[[str], None]) -> None:
+    """SIGINT while run() executes a spinning guest, and while it sleeps in
+    HALT: seconds until KeyboardInterrupt reaches Python (goal: 50 ms)."""
+    import signal
+
+    for name, body in (("spin", "1: incl scratch\njmp 1b\n"), ("halt", "1: HALT\njmp 1b\n")):
+        lg = guestasm.guest(body)
+        samples = []
+        for _ in range(5):
+            sent: list[float] = []
+
+            def fire() -> None:
+                sent.append(time.monotonic())
+                os.kill(os.getpid(), signal.SIGINT)
+
+            timer = threading.Timer(0.05, fire)
+            timer.start()
+            try:
+                lg.run()
+            except KeyboardInterrupt:
+                samples.append(time.monotonic() - sent[0])
+            finally:
+                timer.join()
+        report(
+            f"ctrl-c {name:5s}: median {statistics.median(samples) * 1e3:5.1f} ms, "
+            f"max {max(samples) * 1e3:5.1f} ms over {len(samples)}"
+        )
