@@ -22,3 +22,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("lguest figures")
         for line in FIGURES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def default_sigint() -> object:
+    """As in tests/conftest.py: make SIGINT raise KeyboardInterrupt even when
+    the process was started with SIGINT ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

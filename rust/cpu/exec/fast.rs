@@ -312,6 +312,42 @@ fn shift_ri<const KIND: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     Ok(())
 }
 
+/// Shifts of a 32-bit register by CL.
+fn shift_rc<const KIND: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let c = cpu.regs[1] & 0x1f;
+    if c == 0 {
+        return Ok(());
+    }
+    let a = cpu.regs[d.r0 as usize];
+    let (res, op) = match KIND {
+        0 => (a << c, FlagOp::Shl),
+        1 => (a >> c, FlagOp::Shr),
+        _ => (((a as i32) >> c) as u32, FlagOp::Sar),
+    };
+    cpu.regs[d.r0 as usize] = res;
+    cpu.lazy.set(op, 32, a, c, res);
+    Ok(())
+}
+
+/// Shifts of an 8- or 16-bit register by an immediate, 1 or CL (`CL`).
+fn shift_small<const KIND: u8, const CL: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let c = if CL { cpu.regs[1] } else { d.imm } & 0x1f;
+    if c == 0 {
+        return Ok(());
+    }
+    let bits = S * 8;
+    let a = rget::<S>(cpu, d.r0);
+    let (res, op) = match KIND {
+        0 => (if c >= 32 { 0 } else { a << c }, FlagOp::Shl),
+        1 => (a >> c, FlagOp::Shr),
+        _ => (((crate::cpu::flags::sign_extend(a, bits) as i32) >> c) as u32, FlagOp::Sar),
+    };
+    let res = res & mask(bits);
+    rset::<S>(cpu, d.r0, res);
+    cpu.lazy.set(op, bits, a, c, res);
+    Ok(())
+}
+
 /// x86 number of a general register of any size, if it is one.
 pub fn gpr_code(r: Register) -> Option<u8> {
     let v = r as u32;
@@ -512,16 +548,38 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
                 _ => None,
             }
         }
-        M::Shl | M::Sal | M::Shr | M::Sar if s == 4 && k0 == OpKind::Register => {
-            d.imm = match i.code() {
-                Code::Shl_rm32_1 | Code::Sal_rm32_1 | Code::Shr_rm32_1 | Code::Sar_rm32_1 => 1,
-                Code::Shl_rm32_imm8 | Code::Sal_rm32_imm8 | Code::Shr_rm32_imm8 | Code::Sar_rm32_imm8 => i.immediate8() as u32,
-                _ => return None,
+        M::Shl | M::Sal | M::Shr | M::Sar if k0 == OpKind::Register => {
+            // The count: the implicit 1, an immediate, or CL.
+            let by_cl = i.op_count() == 2 && k1 == OpKind::Register;
+            if by_cl && i.op1_register() != Register::CL {
+                return None;
+            }
+            d.imm = if i.op_count() < 2 { 1 } else if by_cl { 0 } else { i.immediate8() as u32 };
+            let kind = match mnem {
+                M::Shr => 1,
+                M::Sar => 2,
+                _ => 0,
             };
-            Some(match mnem {
-                M::Shr => shift_ri::<1>,
-                M::Sar => shift_ri::<2>,
-                _ => shift_ri::<0>,
+            Some(match (s, by_cl, kind) {
+                (4, false, 0) => shift_ri::<0>,
+                (4, false, 1) => shift_ri::<1>,
+                (4, false, _) => shift_ri::<2>,
+                (4, true, 0) => shift_rc::<0>,
+                (4, true, 1) => shift_rc::<1>,
+                (4, true, _) => shift_rc::<2>,
+                (1, false, 0) => shift_small::<0, false, 1>,
+                (1, false, 1) => shift_small::<1, false, 1>,
+                (1, false, _) => shift_small::<2, false, 1>,
+                (1, true, 0) => shift_small::<0, true, 1>,
+                (1, true, 1) => shift_small::<1, true, 1>,
+                (1, true, _) => shift_small::<2, true, 1>,
+                (2, false, 0) => shift_small::<0, false, 2>,
+                (2, false, 1) => shift_small::<1, false, 2>,
+                (2, false, _) => shift_small::<2, false, 2>,
+                (2, true, 0) => shift_small::<0, true, 2>,
+                (2, true, 1) => shift_small::<1, true, 2>,
+                (2, true, _) => shift_small::<2, true, 2>,
+                _ => return None,
             })
         }
         _ => None,
