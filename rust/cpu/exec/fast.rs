@@ -295,26 +295,10 @@ fn movsx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     Ok(())
 }
 
-/// Shifts of a 32-bit register by an immediate (or the implicit 1).
-fn shift_ri<const KIND: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let c = d.imm & 0x1f;
-    if c == 0 {
-        return Ok(());
-    }
-    let a = cpu.regs[d.r0 as usize];
-    let (res, op) = match KIND {
-        0 => (a << c, FlagOp::Shl),
-        1 => (a >> c, FlagOp::Shr),
-        _ => (((a as i32) >> c) as u32, FlagOp::Sar),
-    };
-    cpu.regs[d.r0 as usize] = res;
-    cpu.lazy.set(op, 32, a, c, res);
-    Ok(())
-}
-
-/// Shifts of a 32-bit register by CL.
-fn shift_rc<const KIND: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let c = cpu.regs[1] & 0x1f;
+/// Shifts of a 32-bit register by an immediate or the implicit 1 (in
+/// `imm`), or by CL (`CL`).
+fn shift_r32<const KIND: u8, const CL: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let c = if CL { cpu.regs[1] } else { d.imm } & 0x1f;
     if c == 0 {
         return Ok(());
     }
@@ -561,12 +545,12 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
                 _ => 0,
             };
             Some(match (s, by_cl, kind) {
-                (4, false, 0) => shift_ri::<0>,
-                (4, false, 1) => shift_ri::<1>,
-                (4, false, _) => shift_ri::<2>,
-                (4, true, 0) => shift_rc::<0>,
-                (4, true, 1) => shift_rc::<1>,
-                (4, true, _) => shift_rc::<2>,
+                (4, false, 0) => shift_r32::<0, false>,
+                (4, false, 1) => shift_r32::<1, false>,
+                (4, false, _) => shift_r32::<2, false>,
+                (4, true, 0) => shift_r32::<0, true>,
+                (4, true, 1) => shift_r32::<1, true>,
+                (4, true, _) => shift_r32::<2, true>,
                 (1, false, 0) => shift_small::<0, false, 1>,
                 (1, false, 1) => shift_small::<1, false, 1>,
                 (1, false, _) => shift_small::<2, false, 1>,
