@@ -166,6 +166,10 @@ pub struct Guest {
     /// Alternative system-call vector the host accepts (lguest's module
     /// parameter; 0x80 as in Linux by default).
     pub syscall_vector: u32,
+    /// The vCPU's caching reader of the NOTIFY map, held only while `run`
+    /// runs (H:1262).
+    #[cfg(not(loom))]
+    notify_reader: Option<crate::notify::NotifyReader>,
 }
 
 impl Guest {
@@ -200,6 +204,8 @@ impl Guest {
             halted: false,
             clock_deadline: None,
             syscall_vector: 0x80,
+            #[cfg(not(loom))]
+            notify_reader: None,
         }
     }
 
@@ -283,8 +289,38 @@ impl Guest {
     /// put to sleep (H:950), and otherwise the interpreter (H:250), whose
     /// exit is sorted out by `handle_exit` (H:960).
     pub fn run(&mut self, slice: Duration) -> RunOutcome {
+        let out = self.run_slice(slice);
+        // Not running any more: let writers of the NOTIFY map finish their
+        // grace period without waiting for us (H:1262).
+        #[cfg(not(loom))]
+        {
+            self.notify_reader = None;
+        }
+        out
+    }
+
+    /// Signal the eventfd attached to a NOTIFY address, if any.
+    #[inline]
+    fn signal_eventfd(&mut self, addr: u32) -> bool {
+        #[cfg(not(loom))]
+        {
+            let notify = &self.notify;
+            self.notify_reader.get_or_insert_with(|| notify.reader()).signal(addr)
+        }
+        #[cfg(loom)]
+        {
+            self.notify.signal(addr)
+        }
+    }
+
+    fn run_slice(&mut self, slice: Duration) -> RunOutcome {
         let started = Instant::now();
         loop {
+            // A quiet moment for the NOTIFY map's cached reader (H:1262).
+            #[cfg(not(loom))]
+            if let Some(r) = &mut self.notify_reader {
+                r.refresh();
+            }
             if self.death.is_some() {
                 return RunOutcome::Died;
             }
@@ -301,7 +337,7 @@ impl Guest {
                 // `Yield`) can never see it twice.
                 let addr = self.pending_notify;
                 self.pending_notify = 0;
-                if !self.notify.signal(addr) {
+                if !self.signal_eventfd(addr) {
                     return RunOutcome::Notify(addr);
                 }
             }
@@ -326,6 +362,11 @@ impl Guest {
                 return RunOutcome::Died;
             }
             if self.halted {
+                // Sleeping is a quiet moment too: no writer should wait on us.
+                #[cfg(not(loom))]
+                {
+                    self.notify_reader = None;
+                }
                 self.sleep_while_halted(started, slice);
                 continue;
             }

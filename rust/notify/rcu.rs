@@ -48,6 +48,12 @@ pub struct Rcu<T, P: Publish<T>> {
 }
 
 impl<T, P: Publish<T>> Rcu<T, P> {
+    /// The publishing cell itself (for a reader that caches, see
+    /// `notify::CachedReader`).
+    pub fn cell(&self) -> &P {
+        &self.cell
+    }
+
     pub fn new(init: T) -> Self {
         Rcu { cell: P::new(Arc::new(init)), writers: Mutex::new(()), _value: std::marker::PhantomData }
     }
@@ -78,6 +84,13 @@ impl<T, P: Publish<T>> Rcu<T, P> {
 /// The production publisher.
 #[cfg(not(loom))]
 pub struct ArcSwapCell<T>(arc_swap::ArcSwap<T>);
+
+#[cfg(not(loom))]
+impl<T> ArcSwapCell<T> {
+    pub fn arc_swap(&self) -> &arc_swap::ArcSwap<T> {
+        &self.0
+    }
+}
 
 #[cfg(not(loom))]
 impl<T: Send + Sync> Publish<T> for ArcSwapCell<T> {
