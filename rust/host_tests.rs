@@ -403,3 +403,53 @@ fn shadow_paging_switches_address_spaces() {
     // The accessed bit was set in the guest's PTE.
     assert_eq!(g.mem.read_u32(pt_hi).unwrap() & 0x20, 0x20);
 }
+
+#[test]
+fn death_reasons_from_paging_and_segments() {
+    let cases: Vec<(Box<dyn Fn(&mut Asm) -> Result<(), IcedError>>, &str)> = vec![
+        // The kernel stack must be mapped: above RAM it is not.
+        (Box::new(|a| { init(a)?; hcall(a, 7, &[0x69, 0x8000_1000, 1]) }), "bad stack page 0x80000fff"),
+        // The top 4 MiB belong to the host.
+        (Box::new(|a| { init(a)?; hcall(a, 14, &[MEM - 4096, 0xFFC0_1000, 0x1067]) }), "attempt to access switcher pages"),
+        // A trap frame pushed onto an unmapped stack.
+        (Box::new(|a| {
+            init(a)?;
+            load_idt(a, 6, HANDLERS, 0xF, 0)?;
+            a.mov(esp, 0x8000_0000u32)?;
+            a.ud2()
+        }), "Bad address 0x7ffffffc"),
+        // Making the loaded data segment not present kills at the next entry.
+        (Box::new(|a| { init(a)?; hcall(a, 18, &[13, 0x0000_ffff, 0x00cf_3300]) }), "unhandled trap 256 at 0x100027 (0x69)"),
+    ];
+    for (code, want) in cases {
+        let mut g = guest(code, None);
+        assert_eq!(death(&mut g), want);
+    }
+}
+
+#[test]
+fn bad_guest_page_table_entries_kill_when_shadowed() {
+    // A PTE with the PAT/PS bit, then a PDE for a large page: both are
+    // refused when the host first shadows them, as lguest did.
+    let mut g = guest(
+        |a| {
+            init(a)?;
+            a.mov(eax, dword_ptr(0x0030_0000u32))
+        },
+        None,
+    );
+    let pgdir = MEM - 4096;
+    let pt = g.mem.read_u32(pgdir).unwrap() & !0xfff;
+    g.mem.write_u32(pt + 4 * 0x300, 0x0030_0000 | 0x87).unwrap();
+    assert_eq!(death(&mut g), "bad page table entry");
+
+    let mut g = guest(
+        |a| {
+            init(a)?;
+            a.mov(eax, dword_ptr(0x0040_0000u32))
+        },
+        None,
+    );
+    g.mem.write_u32(MEM - 4096 + 4, 0x0040_0000 | 0x87).unwrap();
+    assert_eq!(death(&mut g), "bad page directory entry");
+}
