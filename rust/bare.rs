@@ -347,7 +347,7 @@ mod tests {
         assert_eq!(b.reg_read("st0").unwrap(), 0x3fff_8000_0000_0000_0000);
         assert_eq!(b.reg_read("fpcw").unwrap(), 0x37f);
         assert_eq!(b.reg_read("mxcsr").unwrap(), 0x1f80);
-        assert_eq!(b.reg_read("fptag").unwrap(), 0xffff & !(3 << 0));
+        assert_eq!(b.reg_read("fptag").unwrap(), 0xffff & !3);
         b.reg_write("mm2", 0x1234).unwrap();
         assert_eq!(b.reg_read("mm2").unwrap(), 0x1234);
         // R0 valid, R2 special (exponent all ones), the rest zero.

@@ -22,6 +22,8 @@ const STACK_TOP: u32 = 0x0018_0000;
 const SCRATCH: u32 = 0x0019_0000;
 
 type Asm = CodeAssembler;
+/// A guest program and the death reason it must produce.
+type DeathCase = (Box<dyn Fn(&mut Asm) -> Result<(), IcedError>>, &'static str);
 
 fn asm_at(addr: u32, f: impl FnOnce(&mut Asm) -> Result<(), IcedError>) -> Vec<u8> {
     let mut a = CodeAssembler::new(32).unwrap();
@@ -151,7 +153,7 @@ fn shutdown_power_off_and_restart() {
 
 #[test]
 fn death_reasons_for_bad_hypercalls() {
-    let cases: Vec<(Box<dyn Fn(&mut Asm) -> Result<(), IcedError>>, &str)> = vec![
+    let cases: Vec<DeathCase> = vec![
         (Box::new(|a| hcall(a, 5, &[0])), "hypercall 5 before INIT"),
         (Box::new(|a| { init(a)?; hcall(a, 99, &[]) }), "Bad hypercall 99"),
         (Box::new(|a| { init(a)?; hcall(a, 1, &[LGUEST_DATA]) }), "already have lguest_data"),
@@ -406,7 +408,7 @@ fn shadow_paging_switches_address_spaces() {
 
 #[test]
 fn death_reasons_from_paging_and_segments() {
-    let cases: Vec<(Box<dyn Fn(&mut Asm) -> Result<(), IcedError>>, &str)> = vec![
+    let cases: Vec<DeathCase> = vec![
         // The kernel stack must be mapped: above RAM it is not.
         (Box::new(|a| { init(a)?; hcall(a, 7, &[0x69, 0x8000_1000, 1]) }), "bad stack page 0x80000fff"),
         // The top 4 MiB belong to the host.
