@@ -254,8 +254,8 @@ class Launcher:
 
         try:
             lguest = _core.Lguest(layout.total_size)
-        except MemoryError:
-            raise LaunchError(f"cannot allocate {layout.megabytes} MiB of guest memory") from None
+        except (MemoryError, ValueError) as e:
+            raise LaunchError(f"cannot allocate {layout.megabytes} MiB of guest memory: {e}") from None
         self._guest_died = _core.GuestDied
         log.debug(
             "guest memory: %d MiB of RAM, descriptor page at %#x",

@@ -20,8 +20,9 @@ PAGE_SIZE = 4096
 DEVICE_PAGES = 256
 
 #: Guest-physical addresses are 32 bits wide, and RAM plus the device area must
-#: fit below 4 GiB, so RAM can be at most 4095 MiB.
-MAX_MEMORY_MIB = (1 << 32) // (1 << 20) - (DEVICE_PAGES * PAGE_SIZE >> 20)
+#: end below 4 GiB (the core keeps the limit in 32 bits), so RAM can be at
+#: most 4094 MiB.
+MAX_MEMORY_MIB = (1 << 32) // (1 << 20) - (DEVICE_PAGES * PAGE_SIZE >> 20) - 1
 
 
 def page_round_up(n: int) -> int:

@@ -143,16 +143,20 @@ pub fn setup_initial_pagetables(mem: &GuestMemory) -> Result<u32, String> {
     for i in 0..pages {
         mem.write_u32(ptbase + 4 * i, (i << 12) | 0x007).map_err(|e| e.to_string())?;
     }
-    // Both windows stop below the reserved top 4 MiB (directory entry 1023):
-    // with more than about 1 GiB of RAM the 0xC0000000 window simply ends
-    // there, as the kernel's own direct mapping would.
+    // The 0xC0000000 window wins where the two overlap: the kernel is linked
+    // there, and with more than 3 GiB of RAM the identity half would
+    // otherwise remap it onto high RAM.  So the identity half stops at
+    // 0xC0000000, and the window stops below the reserved top 4 MiB
+    // (directory entry 1023), about 1 GiB in, as the kernel's own direct
+    // mapping would.
+    const KERNEL_PGD: u32 = 0xC000_0000 >> 22;
     for j in 0..pt_pages {
         let pde = (ptbase + j * 4096) | 0x007;
-        if j < SWITCHER_PGD_INDEX {
+        if j < KERNEL_PGD {
             mem.write_u32(pgdir + 4 * j, pde).map_err(|e| e.to_string())?;
         }
-        if 768 + j < SWITCHER_PGD_INDEX {
-            mem.write_u32(pgdir + 4 * (768 + j), pde).map_err(|e| e.to_string())?;
+        if KERNEL_PGD + j < SWITCHER_PGD_INDEX {
+            mem.write_u32(pgdir + 4 * (KERNEL_PGD + j), pde).map_err(|e| e.to_string())?;
         }
     }
     Ok(pgdir)
