@@ -417,25 +417,37 @@ fn unary<const OP: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     Ok(())
 }
 
+/// The operands ST(0) and ST(1) of a two-operand function, or the result
+/// it must produce without computing: the indefinite NaN for an empty
+/// register (stack underflow), invalid for an unsupported encoding, the
+/// propagated NaN.  Sets DE for a denormal operand.
+pub(super) fn st01_operands(fpu: &Fpu, env: &mut Env) -> Result<(F, F), F> {
+    if fpu.is_empty(0) || fpu.is_empty(1) {
+        env.flags |= sf::IE | SF;
+        return Err(F::INDEFINITE);
+    }
+    let ((a, ad), (b, bd)) = (fpu.st(0), fpu.st(1));
+    if (ad || bd) && !a.is_nanlike() && !b.is_nanlike() {
+        env.flags |= sf::DE;
+    }
+    if a.kind == Kind::Bad || b.kind == Kind::Bad {
+        Err(sf::invalid(env))
+    } else if a.is_nan() || b.is_nan() {
+        Err(sf::propagate(env, a, b))
+    } else {
+        Ok((a, b))
+    }
+}
+
 /// fscale: ST(0) * 2^trunc(ST(1)), exact but for overflow and underflow.
 fn fscale(cpu: &mut Cpu, d: &DInsn) -> R {
     check_wait(cpu)?;
     note(cpu, d);
     let fpu = &mut cpu.fpu;
     let mut env = fpu.env();
-    let r = if fpu.is_empty(0) || fpu.is_empty(1) {
-        env.flags |= sf::IE | SF;
-        F::INDEFINITE
-    } else {
-        let ((a, ad), (b, bd)) = (fpu.st(0), fpu.st(1));
-        if (ad || bd) && !a.is_nanlike() && !b.is_nanlike() {
-            env.flags |= sf::DE;
-        }
-        if a.kind == Kind::Bad || b.kind == Kind::Bad {
-            sf::invalid(&mut env)
-        } else if a.is_nan() || b.is_nan() {
-            sf::propagate(&mut env, a, b)
-        } else {
+    let r = match st01_operands(fpu, &mut env) {
+        Err(r) => r,
+        Ok((a, b)) => {
             match (a.kind, b.kind) {
                 (Kind::Zero, Kind::Inf) if !b.sign => sf::invalid(&mut env),
                 (Kind::Inf, Kind::Inf) if b.sign => sf::invalid(&mut env),

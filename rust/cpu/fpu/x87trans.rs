@@ -22,7 +22,7 @@ use std::cmp::Ordering;
 use iced_x86::{Instruction, Mnemonic as M};
 
 use super::softfloat::{self as sf, Env, Kind, F, F64, F80};
-use super::x87::{kind_of, note, reg_pair, source, INDEFINITE, M16I, M32F, M32I, M64F, REG, SF};
+use super::x87::{kind_of, note, reg_pair, source, st01_operands, INDEFINITE, M16I, M32F, M32I, M64F, REG, SF};
 use super::{check_wait, Fpu, Reg, SW_C0, SW_C1, SW_C2, SW_C3};
 use crate::cpu::decode::{DInsn, Handler};
 use crate::cpu::exec::R;
@@ -289,19 +289,9 @@ fn func2<const OP: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     note(cpu, d);
     let fpu = &mut cpu.fpu;
     let mut env = fpu.env();
-    let r = if fpu.is_empty(0) || fpu.is_empty(1) {
-        env.flags |= sf::IE | SF;
-        F::INDEFINITE
-    } else {
-        let ((x, xd), (y, yd)) = (fpu.st(0), fpu.st(1));
-        if (xd || yd) && !x.is_nanlike() && !y.is_nanlike() {
-            env.flags |= sf::DE;
-        }
-        if x.kind == Kind::Bad || y.kind == Kind::Bad {
-            sf::invalid(&mut env)
-        } else if x.is_nan() || y.is_nan() {
-            sf::propagate(&mut env, x, y)
-        } else {
+    let r = match st01_operands(fpu, &mut env) {
+        Err(r) => r,
+        Ok((x, y)) => {
             let (xh, yh) = (to_host(x), to_host(y));
             match OP {
                 ATAN => {
