@@ -294,14 +294,12 @@ impl Cpu {
         let mut insns = Vec::with_capacity(16);
         let mut i = Instruction::default();
         while decoder.can_decode() && insns.len() < MAX_BLOCK {
-            let pos = decoder.position();
             decoder.decode_out(&mut i);
             if i.is_invalid() && decoder.last_error() == iced_x86::DecoderError::NoMoreBytes {
                 // The instruction runs into the next page.
                 if insns.is_empty() {
                     return self.decode_cross_page(lin, phys);
                 }
-                let _ = pos;
                 break;
             }
             let d = exec::make(&i);

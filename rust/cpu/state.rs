@@ -1,6 +1,6 @@
 //! Processor state: registers, segments, and how execution stops.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use super::decode::BlockCache;
@@ -341,15 +341,5 @@ impl Cpu {
     #[inline(always)]
     pub fn user(&self) -> bool {
         self.cpl == 3
-    }
-
-    pub fn request_event(&self, bits: u32) {
-        self.events.fetch_or(bits, Ordering::Release);
-    }
-
-    /// Change the privilege level.  The TLB keeps separate user and
-    /// supervisor halves, so nothing needs flushing.
-    pub fn set_cpl(&mut self, cpl: u8) {
-        self.cpl = cpl;
     }
 }
