@@ -72,17 +72,65 @@ pub struct DInsn {
     pub i: Instruction,
     /// Length in bytes.
     pub len: u8,
+    /// Where this instruction ends, as an offset from the start of its block
+    /// (blocks never leave their page, so this fits).
+    pub end: u16,
     /// Operand size in bytes (1, 2 or 4) of the main operand.
     pub size: u8,
     /// True if memory operands use 16-bit addressing (0x67 prefix).
     pub addr16: bool,
     /// For relative branches: target minus the next instruction's address.
     pub rel: u32,
+    /// H:229 Where the block went the last time it was left from this
+    /// instruction, so that the next block can be found without the jump
+    /// cache and its TLB check; see `Cpu::run_fast`.
+    pub chain: std::cell::Cell<Chain>,
 }
 
 pub struct Block {
     pub phys: u32,
     pub insns: Vec<DInsn>,
+    /// Whether the block may be left for a chained successor at all: its
+    /// last instruction is not a far transfer, a mode change or an exit.
+    pub chainable: bool,
+}
+
+/// One remembered successor: valid while the target is on the same page
+/// (at offset `off`) and no block has been thrown away since (`gen`).
+#[derive(Clone, Copy)]
+pub struct Chain {
+    pub off: u32,
+    pub gen: u32,
+    pub block: *const Block,
+}
+
+// SAFETY: the pointer refers to a block owned by the same BlockCache, which
+// moves between threads as a whole (the vCPU is run by one thread at a time).
+unsafe impl Send for Chain {}
+
+pub const NO_CHAIN: Chain = Chain { off: u32::MAX, gen: 0, block: std::ptr::null() };
+
+impl Block {
+    pub fn new(phys: u32, insns: Vec<DInsn>) -> Block {
+        let chainable = insns.last().is_some_and(|d| near_exit(&d.i));
+        Block { phys, insns, chainable }
+    }
+}
+
+/// Whether control leaves this instruction for the same code segment, at
+/// the same privilege, without any event the outer loop must see first.
+fn near_exit(i: &Instruction) -> bool {
+    use iced_x86::Mnemonic as M;
+    use iced_x86::{MemorySize, OpKind};
+    let near_flow = matches!(
+        i.flow_control(),
+        FlowControl::Next | FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch | FlowControl::IndirectBranch | FlowControl::Call | FlowControl::IndirectCall | FlowControl::Return
+    );
+    let mode_change = ends_block(i) && !matches!(i.flow_control(), FlowControl::UnconditionalBranch | FlowControl::IndirectBranch | FlowControl::Call | FlowControl::IndirectCall | FlowControl::Return);
+    let far = matches!(i.mnemonic(), M::Retf | M::Iret | M::Iretd)
+        || matches!(i.op0_kind(), OpKind::FarBranch16 | OpKind::FarBranch32)
+        || (matches!(i.mnemonic(), M::Jmp | M::Call) && matches!(i.memory_size(), MemorySize::SegPtr32 | MemorySize::SegPtr16));
+    near_flow && !mode_change && !far && !i.is_invalid()
 }
 
 /// A small multiplicative hasher: keys are page-aligned-ish u32 addresses,
@@ -150,6 +198,9 @@ pub struct BlockCache {
     graveyard: Vec<Box<Block>>,
     pub stats_decoded: u64,
     pub stats_invalidated: u64,
+    /// Bumped whenever a block is thrown away: chain links (H:229) made
+    /// before are no longer trusted.
+    pub gen: u32,
 }
 
 impl Default for BlockCache {
@@ -171,6 +222,7 @@ impl BlockCache {
             graveyard: Vec::new(),
             stats_decoded: 0,
             stats_invalidated: 0,
+            gen: 1,
         }
     }
 
@@ -225,6 +277,7 @@ impl BlockCache {
         let p = (page >> 12) as usize;
         self.code_bits[p / 64] &= !(1 << (p % 64));
         if let Some(list) = self.page_blocks.remove(&page) {
+            self.gen = self.gen.wrapping_add(1).max(1);
             for half in self.jump.iter_mut() {
                 half.fill(JUMP_EMPTY);
             }
@@ -302,7 +355,8 @@ impl Cpu {
                 }
                 break;
             }
-            let d = exec::make(&i);
+            let mut d = exec::make(&i);
+            d.end = i.next_ip32().wrapping_sub(eip) as u16;
             let ends = i.is_invalid() || ends_block(&i);
             if let Some(prev) = insns.last_mut() {
                 exec::fuse::try_fuse(prev, &d);
@@ -317,7 +371,7 @@ impl Cpu {
             // will translate the next page.
             return self.decode_cross_page(lin, phys);
         }
-        let block = Block { phys, insns };
+        let block = Block::new(phys, insns);
         let ptr = self.cache.insert(block);
         self.tlb.drop_writes_to(phys & !0xfff);
         self.cache.jump[user as usize][jump_slot(lin)] = JumpEntry { lin, phys_page: t.phys, block: ptr };
@@ -330,7 +384,7 @@ impl Cpu {
         let avail = 0x1000 - (lin & 0xfff) as usize;
         // Fetch what is on this page, then as much of the next as needed; a
         // fault on the next page is only reported if the instruction needs it.
-        self.read_bytes(lin, &mut buf[..avail.min(15)]).map_err(Stop::Fault)?;
+        self.read_bytes(lin, &mut buf[..avail.min(15)]).map_err(Stop::fault)?;
         let mut i = Instruction::default();
         let mut ok = false;
         if avail < 15 {
@@ -340,21 +394,21 @@ impl Cpu {
             if !(i.is_invalid() && dec.last_error() == iced_x86::DecoderError::NoMoreBytes) {
                 ok = true;
             } else if let Err(f) = next_ok {
-                return Err(Stop::Fault(f));
+                return Err(Stop::fault(f));
             }
         }
         if !ok {
             let mut dec = Decoder::with_ip(32, &buf, self.eip as u64, DecoderOptions::NO_INVALID_CHECK);
             dec.decode_out(&mut i);
         }
-        Ok(Decoded::Uncached(Box::new(Block { phys, insns: vec![exec::make(&i)] })))
+        Ok(Decoded::Uncached(Box::new(Block::new(phys, vec![exec::make(&i)]))))
     }
 }
 
 /// H:227 Where a block ends.  Unconditional transfers end it; conditional
 /// branches do not: decoding carries on along the fall-through path, and a
 /// taken branch leaves the block early (its handler says so by returning
-/// `Stop::Taken`).  These "superblocks" cut the number of block look-ups in
+/// `Stop::TAKEN`).  These "superblocks" cut the number of block look-ups in
 /// branchy loops.  Instructions that change how the following ones must run
 /// (popf may set TF, sti opens an interrupt window, a segment load changes
 /// the address space) also end a block.

@@ -345,7 +345,7 @@ impl Cpu {
     fn note_code_write(&mut self, phys: u32) {
         if self.cache.is_code_page(phys) {
             self.cache.invalidate_page(phys);
-            self.stop_block = true;
+            self.end_block();
         }
     }
 

@@ -10,8 +10,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::decode::{Block, Decoded};
-use super::state::{Cpu, Exit, Stop};
+use super::decode::{Block, Chain, DInsn, Decoded, MAX_BLOCK};
+use super::state::{Cpu, Exit, Stop, StopKind};
 
 impl Cpu {
     /// Run until something needs attention.  `budget` is the number of
@@ -19,6 +19,11 @@ impl Cpu {
     /// which to stop before executing it.
     pub fn run(&mut self, budget: u64, until: Option<u32>) -> Exit {
         let start = self.icount;
+        if until.is_none() && budget > MAX_BLOCK as u64 {
+            if let Some(exit) = self.run_fast(start + (budget - MAX_BLOCK as u64)) {
+                return exit;
+            }
+        }
         loop {
             if self.events.load(Ordering::Acquire) != 0 {
                 return Exit::Event;
@@ -48,52 +53,155 @@ impl Cpu {
         }
     }
 
-    fn stop_exit(&mut self, stop: Stop) -> Exit {
-        match stop {
-            Stop::Fault(f) => Exit::Fault(f),
-            Stop::Int(v) => Exit::Int(v),
-            Stop::Hlt => Exit::Hlt,
-            Stop::Taken => unreachable!("a taken branch completes inside the block"),
+    /// H:251 The loop for the common case: no stop address, and a budget
+    /// that cannot end inside the next block.  It returns `None` once fewer
+    /// than `MAX_BLOCK` instructions of the budget are left, for the exact
+    /// loop to finish.
+    ///
+    /// Most blocks end in a branch to code on the same page, often the same
+    /// few places over and over.  So a block remembers where it went (H:229),
+    /// and when the next EIP is on the same page at the remembered offset,
+    /// the next block is taken from there, skipping the jump cache and its
+    /// TLB check.  That is safe because the link is only followed within one
+    /// page, whose translation was checked when we entered it, and only while
+    /// no block has been thrown away since the link was made (`gen`).
+    fn run_fast(&mut self, stop_at: u64) -> Option<Exit> {
+        let mut next: Option<*const Block> = None;
+        loop {
+            if self.events.load(Ordering::Acquire) != 0 {
+                return Some(Exit::Event);
+            }
+            if self.icount >= stop_at {
+                return None;
+            }
+            let cur = match next.take() {
+                Some(b) => b,
+                None => match self.fetch_block() {
+                    Ok(Decoded::Cached(b)) => b,
+                    Ok(Decoded::Uncached(b)) => {
+                        if let Err(stop) = self.exec_fast(&b) {
+                            return Some(self.stop_exit(stop));
+                        }
+                        continue;
+                    }
+                    Err(stop) => return Some(self.stop_exit(stop)),
+                },
+            };
+            // SAFETY: `cur` came from the cache (or a link checked against
+            // `gen`); blocks are only freed when a later insert empties the
+            // graveyard, and nothing between here and the end of `exec_fast`
+            // inserts a block.
+            let block = unsafe { &*cur };
+            let gen = self.cache.gen;
+            let cs_base = self.segs[super::state::SegReg::Cs as usize].base;
+            let entry_lin = cs_base.wrapping_add(self.eip);
+            let last = match self.exec_fast(block) {
+                Ok(d) => d,
+                Err(stop) => return Some(self.stop_exit(stop)),
+            };
+            // Follow or make a link, if the block is still valid and may be
+            // left this way.
+            if !block.chainable || self.block_limit == 0 || self.cache.gen != gen {
+                continue;
+            }
+            let lin = cs_base.wrapping_add(self.eip);
+            if (lin ^ entry_lin) & !0xfff != 0 {
+                continue;
+            }
+            // SAFETY: `last` points into `block.insns`, alive as above.
+            let cell = unsafe { &(*last).chain };
+            let link = cell.get();
+            if link.off == lin & 0xfff && link.gen == gen {
+                next = Some(link.block);
+                continue;
+            }
+            match self.fetch_block() {
+                Ok(Decoded::Cached(b)) => {
+                    if self.cache.gen == gen {
+                        cell.set(Chain { off: lin & 0xfff, gen, block: b });
+                    }
+                    next = Some(b);
+                }
+                // Leave the rare cases to the top of the loop.
+                Ok(Decoded::Uncached(_)) | Err(_) => {}
+            }
         }
     }
 
-    /// Execute (part of) one block.  On a fault EIP stays on the faulting
-    /// instruction; on a software interrupt or hlt it moves past it.
+    /// H:253 Execute one block, all of it unless it is left early.  On a
+    /// fault EIP stays on the faulting instruction; on a software interrupt
+    /// or hlt it moves past it.  Returns the instruction the block was left
+    /// from, whose link (H:229) says where to go next.
+    ///
+    /// The loop keeps as little as it can per instruction.  EIP is not
+    /// stored after every instruction: each decoded instruction knows where
+    /// it ends relative to the start of its block, so the loop only sets
+    /// `next_eip` (which branches change) from the block's start, and EIP is
+    /// written once when the block is left.  The instruction count is the
+    /// distance walked through the block (a fused pair covers two entries).
+    /// And one comparison, against `block_limit`, both finds the end of the
+    /// block and notices that a handler asked to end it early.
     #[inline(always)]
-    fn exec_block(&mut self, block: &Block, remaining: u64, until: Option<u32>) -> Result<(), Stop> {
-        self.stop_block = false;
-        let exact = until.is_some() || remaining < block.insns.len() as u64;
-        if !exact {
-            let mut n = 0u64;
-            let insns = &block.insns[..];
-            let mut k = 0;
-            while k < insns.len() {
-                let d = &insns[k];
-                self.next_eip = self.eip.wrapping_add(d.len as u32);
-                match (d.h)(self, d) {
-                    Ok(()) => {
-                        self.eip = self.next_eip;
-                        n += d.count as u64;
-                        k += d.count as usize;
-                        if self.stop_block {
-                            break;
-                        }
-                    }
-                    Err(Stop::Taken) => {
-                        self.eip = self.next_eip;
-                        n += d.count as u64;
-                        break;
-                    }
-                    Err(s) => {
-                        self.icount += n;
-                        return Err(self.finish_stop(s));
+    fn exec_fast(&mut self, block: &Block) -> Result<*const DInsn, Stop> {
+        let insns = &block.insns[..];
+        let base = self.eip;
+        let start = insns.as_ptr();
+        self.block_limit = insns.as_ptr_range().end as usize;
+        let mut p = start;
+        let last = loop {
+            // SAFETY: `p` starts at the first instruction and advances by
+            // `count`, which never passes the end of the block (a fused pair
+            // is followed by its branch); the loop stops as soon as `p`
+            // reaches `block_limit`, which is at most the end of the block.
+            let d = unsafe { &*p };
+            self.next_eip = base.wrapping_add(d.end as u32);
+            match (d.h)(self, d) {
+                Ok(()) => {
+                    // SAFETY: see above; at most one past the end, never read.
+                    p = unsafe { p.add(d.count as usize) };
+                    if p as usize >= self.block_limit {
+                        break d as *const DInsn;
                     }
                 }
+                Err(s) if s.is_taken() => {
+                    // SAFETY: as above.
+                    p = unsafe { p.add(d.count as usize) };
+                    break d as *const DInsn;
+                }
+                Err(s) => {
+                    self.eip = base.wrapping_add(d.end as u32).wrapping_sub(d.len as u32);
+                    // SAFETY: both point into the same block.
+                    self.icount += unsafe { p.offset_from(start) } as u64;
+                    return Err(self.finish_stop(s));
+                }
             }
-            self.icount += n;
-            return Ok(());
+        };
+        self.eip = self.next_eip;
+        // SAFETY: both point into the same block (or one past its end).
+        self.icount += unsafe { p.offset_from(start) } as u64;
+        Ok(last)
+    }
+
+    fn stop_exit(&mut self, stop: Stop) -> Exit {
+        match stop.kind() {
+            StopKind::Fault(f) => Exit::Fault(f),
+            StopKind::Int(v) => Exit::Int(v),
+            StopKind::Hlt => Exit::Hlt,
+            StopKind::Taken => unreachable!("a taken branch completes inside the block"),
         }
-        for (n, d) in block.insns.iter().enumerate() {
+    }
+
+    /// Execute (part of) one block for the exact loop.  On a fault EIP stays
+    /// on the faulting instruction; on a software interrupt or hlt it moves
+    /// past it.
+    #[inline(always)]
+    fn exec_block(&mut self, block: &Block, remaining: u64, until: Option<u32>) -> Result<(), Stop> {
+        let insns = &block.insns[..];
+        if until.is_none() && remaining >= insns.len() as u64 {
+            return self.exec_fast(block).map(|_| ());
+        }
+        self.block_limit = usize::MAX;
+        for (n, d) in insns.iter().enumerate() {
             if n as u64 >= remaining || (n > 0 && until == Some(self.eip)) {
                 break;
             }
@@ -102,11 +210,11 @@ impl Cpu {
                 Ok(()) => {
                     self.eip = self.next_eip;
                     self.icount += 1;
-                    if self.stop_block {
+                    if self.block_limit == 0 {
                         break;
                     }
                 }
-                Err(Stop::Taken) => {
+                Err(s) if s.is_taken() => {
                     self.eip = self.next_eip;
                     self.icount += 1;
                     break;
@@ -119,12 +227,12 @@ impl Cpu {
 
     #[cold]
     fn finish_stop(&mut self, s: Stop) -> Stop {
-        match s {
-            Stop::Int(_) | Stop::Hlt => {
+        match s.kind() {
+            StopKind::Int(_) | StopKind::Hlt => {
                 self.eip = self.next_eip;
                 self.icount += 1;
             }
-            Stop::Fault(_) | Stop::Taken => {}
+            StopKind::Fault(_) | StopKind::Taken => {}
         }
         s
     }

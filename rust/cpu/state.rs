@@ -99,9 +99,9 @@ impl Fault {
     pub const XM: Fault = Fault::new(19);
 }
 
-/// Why an instruction did not simply complete.
+/// Why an instruction did not simply complete, unpacked for matching.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
+pub enum StopKind {
     /// A fault: EIP stays at the faulting instruction.
     Fault(Fault),
     /// A software interrupt (`int n`, `int3`, `into`): EIP is past it.
@@ -114,9 +114,79 @@ pub enum Stop {
     Taken,
 }
 
+/// H:256 Why an instruction did not simply complete, packed into one
+/// non-zero machine word.  Every handler returns `Result<(), Stop>`, and the
+/// hot loop looks at that result after every instruction.  As an enum with a
+/// `Fault` inside, the result was 16 bytes and went back through memory; as
+/// a `NonZeroU64`, `Ok(())` is the zero word and the whole result comes back
+/// in one register, so the common case costs one test.  The packing (kind in
+/// the top three bits, then whether there is an error code, the 16-bit error
+/// code, the vector and the fault address) holds everything a fault carries:
+/// x86 error codes are selectors or page-fault bits, never wider than 16 bits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Stop(std::num::NonZeroU64);
+
+const KIND_FAULT: u64 = 1;
+const KIND_INT: u64 = 2;
+const KIND_HLT: u64 = 3;
+const KIND_TAKEN: u64 = 4;
+
+impl Stop {
+    const fn pack(kind: u64, payload: u64) -> Stop {
+        match std::num::NonZeroU64::new(kind << 61 | payload) {
+            Some(v) => Stop(v),
+            None => panic!("a stop kind is never zero"),
+        }
+    }
+
+    pub const HLT: Stop = Stop::pack(KIND_HLT, 0);
+    pub const TAKEN: Stop = Stop::pack(KIND_TAKEN, 0);
+
+    #[inline(always)]
+    pub const fn fault(f: Fault) -> Stop {
+        let error = match f.error {
+            Some(e) => (1 << 60) | ((e as u64 & 0xffff) << 40),
+            None => 0,
+        };
+        Stop::pack(KIND_FAULT, error | (f.vector as u64) << 32 | f.addr as u64)
+    }
+
+    #[inline(always)]
+    pub const fn int(vector: u8) -> Stop {
+        Stop::pack(KIND_INT, vector as u64)
+    }
+
+    #[inline(always)]
+    pub fn is_taken(self) -> bool {
+        self.0.get() >> 61 == KIND_TAKEN
+    }
+
+    /// Unpack for matching.
+    pub fn kind(self) -> StopKind {
+        let v = self.0.get();
+        match v >> 61 {
+            KIND_FAULT => StopKind::Fault(Fault {
+                vector: (v >> 32) as u8,
+                error: if v & (1 << 60) != 0 { Some(((v >> 40) & 0xffff) as u32) } else { None },
+                addr: v as u32,
+            }),
+            KIND_INT => StopKind::Int(v as u8),
+            KIND_HLT => StopKind::Hlt,
+            _ => StopKind::Taken,
+        }
+    }
+}
+
+impl std::fmt::Debug for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.kind().fmt(f)
+    }
+}
+
 impl From<Fault> for Stop {
+    #[inline(always)]
     fn from(f: Fault) -> Self {
-        Stop::Fault(f)
+        Stop::fault(f)
     }
 }
 
@@ -173,9 +243,12 @@ pub struct Cpu {
     pub cache: BlockCache,
     /// Instructions retired since creation.
     pub icount: u64,
-    /// Set by anything that must end the current block early (a write to a
-    /// page holding decoded code, a change of mode).
-    pub stop_block: bool,
+    /// How far into the current block the fast loop may go: the address
+    /// just past its last decoded instruction, or zero once something must
+    /// end the block early (a write to a page holding decoded code, a change
+    /// of mode); see `end_block`.  An address rather than a pointer keeps
+    /// `Cpu` `Send`; it is only ever compared, never dereferenced.
+    pub block_limit: usize,
     /// Asynchronous requests from other threads, checked between blocks.
     pub events: Arc<AtomicU32>,
     /// The guest's view of CR0.TS (lguest's virtual TS flag).
@@ -203,7 +276,7 @@ impl Cpu {
             mmu,
             cache: BlockCache::new(),
             icount: 0,
-            stop_block: false,
+            block_limit: 0,
             events: Arc::new(AtomicU32::new(0)),
             ts: false,
             tsc_clock: None,
@@ -341,5 +414,12 @@ impl Cpu {
     #[inline(always)]
     pub fn user(&self) -> bool {
         self.cpl == 3
+    }
+
+    /// End the current block after this instruction: the code or the mode it
+    /// was decoded for may have changed.
+    #[inline(always)]
+    pub fn end_block(&mut self) {
+        self.block_limit = 0;
     }
 }

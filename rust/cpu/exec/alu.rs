@@ -411,14 +411,14 @@ pub fn div(cpu: &mut Cpu, d: &DInsn) -> R {
     let size = d.size;
     let s = read_op(cpu, d, 0, size)? as u64;
     if s == 0 {
-        return Err(Stop::Fault(Fault::DE));
+        return Err(Stop::fault(Fault::DE));
     }
     match size {
         1 => {
             let n = (cpu.regs[EAX] & 0xffff) as u64;
             let (q, r) = (n / s, n % s);
             if q > 0xff {
-                return Err(Stop::Fault(Fault::DE));
+                return Err(Stop::fault(Fault::DE));
             }
             cpu.regs[EAX] = (cpu.regs[EAX] & 0xffff_0000) | ((r as u32) << 8) | q as u32;
         }
@@ -426,7 +426,7 @@ pub fn div(cpu: &mut Cpu, d: &DInsn) -> R {
             let n = ((cpu.regs[EDX] & 0xffff) as u64) << 16 | (cpu.regs[EAX] & 0xffff) as u64;
             let (q, r) = (n / s, n % s);
             if q > 0xffff {
-                return Err(Stop::Fault(Fault::DE));
+                return Err(Stop::fault(Fault::DE));
             }
             cpu.regs[EAX] = (cpu.regs[EAX] & 0xffff_0000) | q as u32;
             cpu.regs[EDX] = (cpu.regs[EDX] & 0xffff_0000) | r as u32;
@@ -435,7 +435,7 @@ pub fn div(cpu: &mut Cpu, d: &DInsn) -> R {
             let n = (cpu.regs[EDX] as u64) << 32 | cpu.regs[EAX] as u64;
             let (q, r) = (n / s, n % s);
             if q > 0xffff_ffff {
-                return Err(Stop::Fault(Fault::DE));
+                return Err(Stop::fault(Fault::DE));
             }
             cpu.regs[EAX] = q as u32;
             cpu.regs[EDX] = r as u32;
@@ -449,14 +449,14 @@ pub fn idiv(cpu: &mut Cpu, d: &DInsn) -> R {
     let b = bits(size);
     let s = sign_extend(read_op(cpu, d, 0, size)?, b) as i32 as i64;
     if s == 0 {
-        return Err(Stop::Fault(Fault::DE));
+        return Err(Stop::fault(Fault::DE));
     }
     match size {
         1 => {
             let n = cpu.regs[EAX] as u16 as i16 as i64;
             let (q, r) = (n / s, n % s);
             if q != q as i8 as i64 {
-                return Err(Stop::Fault(Fault::DE));
+                return Err(Stop::fault(Fault::DE));
             }
             cpu.regs[EAX] = (cpu.regs[EAX] & 0xffff_0000) | ((r as u32 & 0xff) << 8) | (q as u32 & 0xff);
         }
@@ -464,7 +464,7 @@ pub fn idiv(cpu: &mut Cpu, d: &DInsn) -> R {
             let n = (((cpu.regs[EDX] & 0xffff) << 16) | (cpu.regs[EAX] & 0xffff)) as i32 as i64;
             let (q, r) = (n / s, n % s);
             if q != q as i16 as i64 {
-                return Err(Stop::Fault(Fault::DE));
+                return Err(Stop::fault(Fault::DE));
             }
             cpu.regs[EAX] = (cpu.regs[EAX] & 0xffff_0000) | (q as u32 & 0xffff);
             cpu.regs[EDX] = (cpu.regs[EDX] & 0xffff_0000) | (r as u32 & 0xffff);
@@ -474,7 +474,7 @@ pub fn idiv(cpu: &mut Cpu, d: &DInsn) -> R {
             // i64::MIN / -1 overflows in Rust too: check in i128.
             let (q, r) = ((n as i128) / (s as i128), (n as i128) % (s as i128));
             if q != q as i32 as i128 {
-                return Err(Stop::Fault(Fault::DE));
+                return Err(Stop::fault(Fault::DE));
             }
             cpu.regs[EAX] = q as u32;
             cpu.regs[EDX] = r as u32;
@@ -642,7 +642,7 @@ pub fn aas(cpu: &mut Cpu, _: &DInsn) -> R {
 pub fn aam(cpu: &mut Cpu, d: &DInsn) -> R {
     let base = d.i.immediate8() as u32;
     if base == 0 {
-        return Err(Stop::Fault(Fault::DE));
+        return Err(Stop::fault(Fault::DE));
     }
     let a = al(cpu);
     let (ah, al_) = (a / base, a % base);

@@ -22,7 +22,7 @@ fn branch(cpu: &mut Cpu, d: &DInsn) {
 #[inline(always)]
 fn taken(cpu: &mut Cpu, d: &DInsn) -> R {
     branch(cpu, d);
-    Err(Stop::Taken)
+    Err(Stop::TAKEN)
 }
 
 pub fn jcc(cpu: &mut Cpu, d: &DInsn) -> R {
@@ -138,20 +138,20 @@ pub fn jecxz(cpu: &mut Cpu, d: &DInsn) -> R {
 // DPL is too low) is the host's business, so the interpreter only reports
 // the vector with EIP already past the instruction.
 pub fn int(_: &mut Cpu, d: &DInsn) -> R {
-    Err(Stop::Int(d.i.immediate8()))
+    Err(Stop::int(d.i.immediate8()))
 }
 
 pub fn int3(_: &mut Cpu, _: &DInsn) -> R {
-    Err(Stop::Int(3))
+    Err(Stop::int(3))
 }
 
 pub fn int1(_: &mut Cpu, _: &DInsn) -> R {
-    Err(Stop::Int(1))
+    Err(Stop::int(1))
 }
 
 pub fn into(cpu: &mut Cpu, _: &DInsn) -> R {
     if cpu.of() {
-        return Err(Stop::Int(4));
+        return Err(Stop::int(4));
     }
     Ok(())
 }
@@ -160,9 +160,9 @@ pub fn hlt(cpu: &mut Cpu, _: &DInsn) -> R {
     // The bare CPU reports hlt so that test programs have a way to stop;
     // a guest above ring 0 gets the #GP a real processor gives it.
     if matches!(cpu.mmu, Mmu::Bare(_)) || cpu.cpl == 0 {
-        return Err(Stop::Hlt);
+        return Err(Stop::HLT);
     }
-    Err(Stop::Fault(Fault::GP0))
+    Err(Stop::fault(Fault::GP0))
 }
 
 pub fn enter(cpu: &mut Cpu, d: &DInsn) -> R {

@@ -237,7 +237,7 @@ fn pop_r(cpu: &mut Cpu, d: &DInsn) -> R {
 pub fn jcc<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     if cpu.cond(CC) {
         cpu.next_eip = cpu.next_eip.wrapping_add(d.rel);
-        return Err(Stop::Taken);
+        return Err(Stop::TAKEN);
     }
     Ok(())
 }

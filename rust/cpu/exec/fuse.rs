@@ -57,7 +57,7 @@ fn branch(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
     cpu.next_eip = cpu.next_eip.wrapping_add(d.len2 as u32);
     if taken {
         cpu.next_eip = cpu.next_eip.wrapping_add(d.rel2);
-        return Err(Stop::Taken);
+        return Err(Stop::TAKEN);
     }
     Ok(())
 }

@@ -26,14 +26,14 @@ pub type R = Result<(), Stop>;
 /// Handler for anything we do not implement: #UD, like a processor that
 /// lacks the instruction.
 pub fn undefined(_: &mut Cpu, _: &DInsn) -> R {
-    Err(Stop::Fault(Fault::UD))
+    Err(Stop::fault(Fault::UD))
 }
 
 /// A floating-point or vector instruction without a handler: #NM while the
 /// guest's TS flag is set (that check comes before everything else on real
 /// hardware), else #UD.
 pub fn fpu_undefined(cpu: &mut Cpu, _: &DInsn) -> R {
-    Err(Stop::Fault(if cpu.ts { Fault::NM } else { Fault::UD }))
+    Err(Stop::fault(if cpu.ts { Fault::NM } else { Fault::UD }))
 }
 
 /// Whether the instruction belongs to the x87, MMX or SSE units (and so
@@ -188,7 +188,7 @@ pub fn make(i: &Instruction) -> DInsn {
     } else {
         0
     };
-    let mut d = DInsn { h: undefined, h1: undefined, count: 1, fuse: 0, len2: 0, rel2: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, size, addr16, rel };
+    let mut d = DInsn { h: undefined, h1: undefined, count: 1, fuse: 0, len2: 0, rel2: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as u16, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
     d.h = if i.is_invalid() || addr16 || i.has_lock_prefix() { None } else { fast::specialize(i, &mut d) }.unwrap_or_else(|| pick(i));
     d.h1 = d.h;
     d

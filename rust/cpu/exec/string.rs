@@ -93,8 +93,8 @@ fn repeat(cpu: &mut Cpu, d: &DInsn, r: &Regs, mut body: impl FnMut(&mut Cpu) -> 
     while r.count(cpu) != 0 {
         if n == SLICE {
             // Come back to this instruction after the event check.
-            cpu.next_eip = cpu.eip;
-            cpu.stop_block = true;
+            cpu.next_eip = cpu.next_eip.wrapping_sub(d.len as u32);
+            cpu.end_block();
             return Ok(());
         }
         let go_on = body(cpu)?;
@@ -173,8 +173,8 @@ fn rep_bulk(cpu: &mut Cpu, d: &DInsn, r: &Regs, store_only: bool, mut one: impl 
     let mut done = 0u32;
     while cpu.regs[ECX] != 0 {
         if done >= SLICE {
-            cpu.next_eip = cpu.eip;
-            cpu.stop_block = true;
+            cpu.next_eip = cpu.next_eip.wrapping_sub(d.len as u32);
+            cpu.end_block();
             return Ok(());
         }
         let n = bulk(cpu, d, r, store_only);

@@ -117,7 +117,7 @@ fn code_segment(cpu: &Cpu, sel: u16, new_cpl: u8) -> Result<Segment, Fault> {
 pub fn mov_to_sreg(cpu: &mut Cpu, d: &DInsn) -> R {
     let seg = super::seg_of(d.i.op0_register());
     if seg == SegReg::Cs {
-        return Err(Stop::Fault(Fault::UD));
+        return Err(Stop::fault(Fault::UD));
     }
     let sel = read_op(cpu, d, 1, 2)? as u16;
     load_segment(cpu, seg, sel)?;
@@ -168,7 +168,7 @@ pub fn jmp_far(cpu: &mut Cpu, d: &DInsn) -> R {
     let cs = code_segment(cpu, sel, cpu.cpl)?;
     cpu.segs[SegReg::Cs as usize] = cs;
     cpu.next_eip = off;
-    cpu.stop_block = true;
+    cpu.end_block();
     Ok(())
 }
 
@@ -184,7 +184,7 @@ pub fn call_far(cpu: &mut Cpu, d: &DInsn) -> R {
     cpu.push32(ret)?;
     cpu.segs[SegReg::Cs as usize] = cs;
     cpu.next_eip = off;
-    cpu.stop_block = true;
+    cpu.end_block();
     Ok(())
 }
 
@@ -216,7 +216,7 @@ pub fn retf(cpu: &mut Cpu, d: &DInsn) -> R {
     }
     let rpl = (sel & 3) as u8;
     if rpl < cpu.cpl {
-        return Err(Stop::Fault(gp(sel)));
+        return Err(Stop::fault(gp(sel)));
     }
     let cs = code_segment(cpu, sel, rpl)?;
     if rpl > cpu.cpl {
@@ -236,7 +236,7 @@ pub fn retf(cpu: &mut Cpu, d: &DInsn) -> R {
         cpu.segs[SegReg::Cs as usize] = cs;
     }
     cpu.next_eip = eip;
-    cpu.stop_block = true;
+    cpu.end_block();
     Ok(())
 }
 
@@ -246,7 +246,7 @@ pub fn retf(cpu: &mut Cpu, d: &DInsn) -> R {
 /// or IF this way (lguest keeps the guest's interrupt flag in lguest_data).
 pub fn iret(cpu: &mut Cpu, d: &DInsn) -> R {
     if d.i.code() == Code::Iretw {
-        return Err(Stop::Fault(Fault::GP0));
+        return Err(Stop::fault(Fault::GP0));
     }
     let eip = cpu.peek_stack(0, 4)?;
     let sel = cpu.peek_stack(4, 4)? as u16;
@@ -255,12 +255,12 @@ pub fn iret(cpu: &mut Cpu, d: &DInsn) -> R {
         cpu.regs[ESP] = cpu.regs[ESP].wrapping_add(12);
         super::data::write_flags_from_pop(cpu, fl, 4);
         cpu.next_eip = eip;
-        cpu.stop_block = true;
+        cpu.end_block();
         return Ok(());
     }
     let rpl = (sel & 3) as u8;
     if rpl < cpu.cpl {
-        return Err(Stop::Fault(gp(sel)));
+        return Err(Stop::fault(gp(sel)));
     }
     let cs = code_segment(cpu, sel, rpl)?;
     if rpl > cpu.cpl {
@@ -282,14 +282,14 @@ pub fn iret(cpu: &mut Cpu, d: &DInsn) -> R {
         cpu.segs[SegReg::Cs as usize] = cs;
     }
     cpu.next_eip = eip;
-    cpu.stop_block = true;
+    cpu.end_block();
     Ok(())
 }
 
 pub fn cli_sti(cpu: &mut Cpu, d: &DInsn) -> R {
     let iopl = (cpu.eflags >> 12) & 3;
     if cpu.cpl as u32 > iopl {
-        return Err(Stop::Fault(Fault::GP0));
+        return Err(Stop::fault(Fault::GP0));
     }
     if d.i.mnemonic() == iced_x86::Mnemonic::Cli {
         cpu.eflags &= !flags::IF;
@@ -302,7 +302,7 @@ pub fn cli_sti(cpu: &mut Cpu, d: &DInsn) -> R {
 /// Port I/O: no guest runs with enough privilege (IOPL is 0 and there is no
 /// I/O bitmap), so every form faults; the host emulates the simple ones.
 pub fn io(_: &mut Cpu, _: &DInsn) -> R {
-    Err(Stop::Fault(Fault::GP0))
+    Err(Stop::fault(Fault::GP0))
 }
 
 /// H:605 Instructions reserved to ring 0.  We never run ring-0 code, so
@@ -313,10 +313,10 @@ pub fn io(_: &mut Cpu, _: &DInsn) -> R {
 /// turns it into one (H:965, H:970).
 pub fn privileged(cpu: &mut Cpu, d: &DInsn) -> R {
     if d.i.mnemonic() == iced_x86::Mnemonic::Vmcall {
-        return Err(Stop::Fault(Fault::UD));
+        return Err(Stop::fault(Fault::UD));
     }
     let _ = cpu;
-    Err(Stop::Fault(Fault::GP0))
+    Err(Stop::fault(Fault::GP0))
 }
 
 /// What `sgdt`, `sidt`, `sldt`, `str` and `smsw` reveal: host internals in

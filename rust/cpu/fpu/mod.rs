@@ -174,7 +174,7 @@ impl Fpu {
 #[inline(always)]
 pub fn check_nm(cpu: &Cpu) -> R {
     if cpu.ts {
-        return Err(Stop::Fault(Fault::NM));
+        return Err(Stop::fault(Fault::NM));
     }
     Ok(())
 }
@@ -185,7 +185,7 @@ pub fn check_nm(cpu: &Cpu) -> R {
 pub fn check_wait(cpu: &Cpu) -> R {
     check_nm(cpu)?;
     if cpu.fpu.sw & SW_ES != 0 {
-        return Err(Stop::Fault(Fault::MF));
+        return Err(Stop::fault(Fault::MF));
     }
     Ok(())
 }

@@ -43,7 +43,7 @@ pub fn commit(cpu: &mut Cpu, flags: u32) -> R {
     if f != 0 {
         cpu.fpu.mxcsr |= f;
         if f & !(cpu.fpu.mxcsr >> 7) & 0x3f != 0 {
-            return Err(Stop::Fault(Fault::XM));
+            return Err(Stop::fault(Fault::XM));
         }
     }
     Ok(())

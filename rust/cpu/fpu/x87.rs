@@ -123,7 +123,7 @@ impl Fpu {
 /// Remember the instruction and data pointers for fnstenv/fxsave.
 #[inline(always)]
 pub fn note(cpu: &mut Cpu, d: &DInsn) {
-    cpu.fpu.fip = cpu.eip;
+    cpu.fpu.fip = cpu.next_eip.wrapping_sub(d.len as u32);
     cpu.fpu.fcs = cpu.segs[SegReg::Cs as usize].selector;
     if d.i.op_count() > 0 && d.i.op0_kind() == OpKind::Memory {
         cpu.fpu.fdp = ea(cpu, d);

@@ -225,7 +225,7 @@ fn fxsave(cpu: &mut Cpu, d: &DInsn) -> R {
     check_nm(cpu)?;
     let lin = mem_lin(cpu, d);
     if lin & 15 != 0 {
-        return Err(Stop::Fault(Fault::GP0));
+        return Err(Stop::fault(Fault::GP0));
     }
     let fop = last_opcode(cpu);
     let f = &cpu.fpu;
@@ -255,13 +255,13 @@ fn fxrstor(cpu: &mut Cpu, d: &DInsn) -> R {
     check_nm(cpu)?;
     let lin = mem_lin(cpu, d);
     if lin & 15 != 0 {
-        return Err(Stop::Fault(Fault::GP0));
+        return Err(Stop::fault(Fault::GP0));
     }
     let mut b = [0u8; 288];
     cpu.read_bytes(lin, &mut b)?;
     let mxcsr = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
     if mxcsr & !MXCSR_MASK != 0 {
-        return Err(Stop::Fault(Fault::GP0));
+        return Err(Stop::fault(Fault::GP0));
     }
     let f = &mut cpu.fpu;
     f.cw = (u16::from_le_bytes([b[0], b[1]]) & 0x1f3f) | 0x40;
@@ -290,7 +290,7 @@ fn ldmxcsr(cpu: &mut Cpu, d: &DInsn) -> R {
     let lin = mem_lin(cpu, d);
     let v = cpu.read_u32(lin)?;
     if v & !MXCSR_MASK != 0 {
-        return Err(Stop::Fault(Fault::GP0));
+        return Err(Stop::fault(Fault::GP0));
     }
     cpu.fpu.mxcsr = v;
     Ok(())
