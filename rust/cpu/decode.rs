@@ -75,6 +75,9 @@ pub struct DInsn {
     /// Where this instruction ends, as an offset from the start of its block
     /// (blocks never leave their page, so this fits).
     pub end: u16,
+    /// In `Block::fast`: instructions from the start of the block through
+    /// this entry (a fused pair counts two).
+    pub cum: u16,
     /// Operand size in bytes (1, 2 or 4) of the main operand.
     pub size: u8,
     /// True if memory operands use 16-bit addressing (0x67 prefix).
@@ -89,7 +92,14 @@ pub struct DInsn {
 
 pub struct Block {
     pub phys: u32,
+    /// One entry per instruction, run by the instruction-exact loop.
     pub insns: Vec<DInsn>,
+    /// H:228 The same block for the fast loop: a fused pair is one entry
+    /// here, so the loop always steps to the next entry.  That matters more
+    /// than it looks: with a step read from the entry itself, the address of
+    /// the next instruction waited for a load from the current one, a chain
+    /// the processor could not run ahead of.
+    pub fast: Vec<DInsn>,
     /// Whether the block may be left for a chained successor at all: its
     /// last instruction is not a far transfer, a mode change or an exit.
     pub chainable: bool,
@@ -113,7 +123,15 @@ pub const NO_CHAIN: Chain = Chain { off: u32::MAX, gen: 0, block: std::ptr::null
 impl Block {
     pub fn new(phys: u32, insns: Vec<DInsn>) -> Block {
         let chainable = insns.last().is_some_and(|d| near_exit(&d.i));
-        Block { phys, insns, chainable }
+        let mut fast: Vec<DInsn> = Vec::with_capacity(insns.len());
+        let mut k = 0;
+        while k < insns.len() {
+            let mut d = insns[k].clone();
+            k += d.count as usize;
+            d.cum = k as u16;
+            fast.push(d);
+        }
+        Block { phys, insns, fast, chainable }
     }
 }
 

@@ -108,7 +108,7 @@ impl Cpu {
             if (lin ^ entry_lin) & !0xfff != 0 {
                 continue;
             }
-            // SAFETY: `last` points into `block.insns`, alive as above.
+            // SAFETY: `last` points into `block.fast`, alive as above.
             let cell = unsafe { &(*last).chain };
             let link = cell.get();
             if link.off == lin & 0xfff && link.gen == gen {
@@ -138,48 +138,40 @@ impl Cpu {
     /// it ends relative to the start of its block, so the loop only sets
     /// `next_eip` (which branches change) from the block's start, and EIP is
     /// written once when the block is left.  The instruction count is the
-    /// distance walked through the block (a fused pair covers two entries).
+    /// running total kept in each entry (a fused pair counts two).
     /// And one comparison, against `block_limit`, both finds the end of the
     /// block and notices that a handler asked to end it early.
     #[inline(always)]
     fn exec_fast(&mut self, block: &Block) -> Result<*const DInsn, Stop> {
-        let insns = &block.insns[..];
+        let insns = &block.fast[..];
         let base = self.eip;
-        let start = insns.as_ptr();
         self.block_limit = insns.as_ptr_range().end as usize;
-        let mut p = start;
+        let mut p = insns.as_ptr();
         let last = loop {
-            // SAFETY: `p` starts at the first instruction and advances by
-            // `count`, which never passes the end of the block (a fused pair
-            // is followed by its branch); the loop stops as soon as `p`
-            // reaches `block_limit`, which is at most the end of the block.
+            // SAFETY: `p` starts at the first entry and steps by one; the
+            // loop ends as soon as it reaches `block_limit`, which is at most
+            // the end of the block's entries.
             let d = unsafe { &*p };
             self.next_eip = base.wrapping_add(d.end as u32);
             match (d.h)(self, d) {
                 Ok(()) => {
-                    // SAFETY: see above; at most one past the end, never read.
-                    p = unsafe { p.add(d.count as usize) };
+                    // SAFETY: as above; at most one past the end, never read.
+                    p = unsafe { p.add(1) };
                     if p as usize >= self.block_limit {
-                        break d as *const DInsn;
+                        break d;
                     }
                 }
-                Err(s) if s.is_taken() => {
-                    // SAFETY: as above.
-                    p = unsafe { p.add(d.count as usize) };
-                    break d as *const DInsn;
-                }
+                Err(s) if s.is_taken() => break d,
                 Err(s) => {
                     self.eip = base.wrapping_add(d.end as u32).wrapping_sub(d.len as u32);
-                    // SAFETY: both point into the same block.
-                    self.icount += unsafe { p.offset_from(start) } as u64;
+                    self.icount += (d.cum - d.count as u16) as u64;
                     return Err(self.finish_stop(s));
                 }
             }
         };
         self.eip = self.next_eip;
-        // SAFETY: both point into the same block (or one past its end).
-        self.icount += unsafe { p.offset_from(start) } as u64;
-        Ok(last)
+        self.icount += last.cum as u64;
+        Ok(last as *const DInsn)
     }
 
     fn stop_exit(&mut self, stop: Stop) -> Exit {
