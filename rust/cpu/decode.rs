@@ -37,14 +37,31 @@ pub type Handler = fn(&mut Cpu, &DInsn) -> Result<(), Stop>;
 pub const NO_REG: u8 = 0xff;
 
 /// A memory operand with 32-bit addressing, resolved at decode time.
+///
+/// An absent base or index register is register 0 with a mask of zero, so
+/// that working out the address takes no branch: every form is
+/// `disp + (base & base_mask) + ((index & index_mask) << shift)`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MemOp {
     pub disp: u32,
+    pub base_mask: u32,
+    pub index_mask: u32,
+    /// Register numbers, always below 8.
     pub base: u8,
     pub index: u8,
     pub shift: u8,
-    /// Segment register number (`SegReg as u8`).
+    /// Segment register number (`SegReg as u8`), always below 6.
     pub seg: u8,
+}
+
+impl MemOp {
+    /// The offset within the segment.
+    #[inline(always)]
+    pub fn offset(&self, regs: &[u32; 8]) -> u32 {
+        let b = regs[self.base as usize & 7] & self.base_mask;
+        let x = (regs[self.index as usize & 7] & self.index_mask) << self.shift;
+        self.disp.wrapping_add(b).wrapping_add(x)
+    }
 }
 
 /// One decoded instruction.

@@ -165,16 +165,13 @@ impl Mmu {
     }
 }
 
-/// Whether an access of `n` bytes at `lin` stays inside one page.
-#[inline(always)]
-fn in_page(lin: u32, n: u32) -> bool {
-    (lin & 0xfff) <= 0x1000 - n
-}
-
 // H:407 The fast path, which every handler's load and store goes through
 // (`Cpu::read_u32` and friends are generated here).  One array index, one
-// compare of the tag (which also checks the epoch, H:405) and a check that
-// the access does not cross into the next page; then a plain host load.
+// compare of the tag (which also checks the epoch, H:405); then a plain host
+// load.  The entry is chosen by the access's first byte and its tag compared
+// with the page of its last byte: an entry only ever holds the tag of a page
+// with its own index, so the compare fails for an access that runs into the
+// next page, and the same compare checks both things.
 // Anything else, a miss, a page-crossing access, a write to a page that is
 // not in a write set, goes to the cold slow path, which translates (H:410)
 // and may raise a page fault: that is the first step of a guest page fault.
@@ -183,7 +180,7 @@ macro_rules! fast_read {
         #[inline(always)]
         pub fn $name(&mut self, lin: u32) -> Result<$ty, Fault> {
             let e = &self.tlb.read[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
-            if e.tag == self.tlb.tag(lin) && in_page(lin, $n) {
+            if e.tag == self.tlb.tag(lin.wrapping_add($n - 1)) {
                 // SAFETY: the TLB entry was made from a page that passed the
                 // memory bounds check, and the access stays inside that page.
                 return Ok(unsafe { std::ptr::read_unaligned(e.addend.wrapping_add(lin as usize) as *const $ty) });
@@ -200,7 +197,7 @@ macro_rules! fast_write {
         #[inline(always)]
         pub fn $name(&mut self, lin: u32, v: $ty) -> Result<(), Fault> {
             let e = &self.tlb.write[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
-            if e.tag == self.tlb.tag(lin) && in_page(lin, $n) {
+            if e.tag == self.tlb.tag(lin.wrapping_add($n - 1)) {
                 // SAFETY: as for reads; write entries exist only for pages the
                 // guest may write that hold no decoded code.
                 unsafe { std::ptr::write_unaligned(e.addend.wrapping_add(lin as usize) as *mut $ty, v) };
@@ -228,6 +225,22 @@ impl Cpu {
     fast_write!(write_u16, u16, 2);
     fast_write!(write_u32, u32, 4);
     fast_write!(write_u64, u64, 8);
+
+    /// Host address of an `n`-byte read at `lin` if the read TLB has it
+    /// now, inside one page (H:407); no miss handling.
+    #[inline(always)]
+    pub fn tlb_read_hit(&self, lin: u32, n: u32) -> Option<*const u8> {
+        let e = &self.tlb.read[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
+        (e.tag == self.tlb.tag(lin.wrapping_add(n - 1))).then_some(e.addend.wrapping_add(lin as usize) as *const u8)
+    }
+
+    /// Host address of an `n`-byte write at `lin` if the write TLB has it
+    /// now, inside one page.  Write entries also allow reads.
+    #[inline(always)]
+    pub fn tlb_write_hit(&self, lin: u32, n: u32) -> Option<*mut u8> {
+        let e = &self.tlb.write[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
+        (e.tag == self.tlb.tag(lin.wrapping_add(n - 1))).then_some(e.addend.wrapping_add(lin as usize) as *mut u8)
+    }
 
     /// Host address of `lin` if the read TLB maps its page now (no miss
     /// handling).  For bulk string operations.

@@ -16,7 +16,7 @@ use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 use super::R;
 use crate::cpu::decode::{DInsn, Handler, MemOp, NO_REG};
 use crate::cpu::flags::{mask, FlagOp};
-use crate::cpu::state::{Cpu, Stop};
+use crate::cpu::state::{Cpu, SegReg, Stop, ESP};
 
 /// Read register `r` (x86 encoding) at size S bytes.
 #[inline(always)]
@@ -47,14 +47,9 @@ pub fn rset<const S: u8>(cpu: &mut Cpu, r: u8, v: u32) {
 /// Linear address of a pre-decoded 32-bit-addressing memory operand.
 #[inline(always)]
 pub fn mlin(cpu: &Cpu, m: &MemOp) -> u32 {
-    let mut a = m.disp;
-    if m.base != NO_REG {
-        a = a.wrapping_add(cpu.regs[m.base as usize]);
-    }
-    if m.index != NO_REG {
-        a = a.wrapping_add(cpu.regs[m.index as usize] << m.shift);
-    }
-    cpu.segs[m.seg as usize].base.wrapping_add(a)
+    let a = m.offset(&cpu.regs);
+    // SAFETY: `mem_op` only ever stores a `SegReg` number, below 6.
+    unsafe { cpu.segs.get_unchecked(m.seg as usize) }.base.wrapping_add(a)
 }
 
 #[inline(always)]
@@ -102,45 +97,8 @@ fn alu_ri<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     Ok(())
 }
 
-fn alu_rm<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
-    let b = mread::<S>(cpu, lin)?;
-    let a = rget::<S>(cpu, d.r0);
-    let r = alu::<OP, S>(cpu, a, b);
-    if writes(OP) {
-        rset::<S>(cpu, d.r0, r);
-    }
-    Ok(())
-}
 
-fn alu_mr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
-    let a = mread::<S>(cpu, lin)?;
-    let b = rget::<S>(cpu, d.r1);
-    let saved = cpu.lazy;
-    let r = alu::<OP, S>(cpu, a, b);
-    if writes(OP) {
-        if let Err(f) = mwrite::<S>(cpu, lin, r) {
-            cpu.lazy = saved;
-            return Err(f.into());
-        }
-    }
-    Ok(())
-}
 
-fn alu_mi<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
-    let a = mread::<S>(cpu, lin)?;
-    let saved = cpu.lazy;
-    let r = alu::<OP, S>(cpu, a, d.imm);
-    if writes(OP) {
-        if let Err(f) = mwrite::<S>(cpu, lin, r) {
-            cpu.lazy = saved;
-            return Err(f.into());
-        }
-    }
-    Ok(())
-}
 
 fn mov_rr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let v = rget::<S>(cpu, d.r1);
@@ -153,36 +111,12 @@ fn mov_ri<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     Ok(())
 }
 
-fn mov_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
-    let v = mread::<S>(cpu, lin)?;
-    rset::<S>(cpu, d.r0, v);
-    Ok(())
-}
 
-fn mov_mr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
-    let v = rget::<S>(cpu, d.r1);
-    mwrite::<S>(cpu, lin, v)?;
-    Ok(())
-}
 
-fn mov_mi<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
-    mwrite::<S>(cpu, lin, d.imm)?;
-    Ok(())
-}
 
 fn lea32(cpu: &mut Cpu, d: &DInsn) -> R {
     let m = &d.m;
-    let mut a = m.disp;
-    if m.base != NO_REG {
-        a = a.wrapping_add(cpu.regs[m.base as usize]);
-    }
-    if m.index != NO_REG {
-        a = a.wrapping_add(cpu.regs[m.index as usize] << m.shift);
-    }
-    cpu.regs[d.r0 as usize] = a;
+    cpu.regs[d.r0 as usize & 7] = m.offset(&cpu.regs);
     Ok(())
 }
 
@@ -205,34 +139,13 @@ fn incdec_r<const DEC: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     Ok(())
 }
 
-fn incdec_m<const DEC: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
-    let a = mread::<S>(cpu, lin)?;
-    let saved = cpu.lazy;
-    let r = incdec::<S>(cpu, a, DEC);
-    if let Err(f) = mwrite::<S>(cpu, lin, r) {
-        cpu.lazy = saved;
-        return Err(f.into());
-    }
-    Ok(())
-}
 
-fn push_r(cpu: &mut Cpu, d: &DInsn) -> R {
-    let v = cpu.regs[d.r0 as usize];
-    cpu.push32(v)?;
-    Ok(())
-}
 
 fn push_i(cpu: &mut Cpu, d: &DInsn) -> R {
     cpu.push32(d.imm)?;
     Ok(())
 }
 
-fn pop_r(cpu: &mut Cpu, d: &DInsn) -> R {
-    let v = cpu.pop32()?;
-    cpu.regs[d.r0 as usize] = v;
-    Ok(())
-}
 
 pub fn jcc<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     if cpu.cond(CC) {
@@ -247,31 +160,14 @@ fn jmp_rel(cpu: &mut Cpu, d: &DInsn) -> R {
     Ok(())
 }
 
-fn call_rel(cpu: &mut Cpu, d: &DInsn) -> R {
-    let ret = cpu.next_eip;
-    cpu.push32(ret)?;
-    cpu.next_eip = ret.wrapping_add(d.rel);
-    Ok(())
-}
 
-fn ret_near(cpu: &mut Cpu, _: &DInsn) -> R {
-    let t = cpu.pop32()?;
-    cpu.next_eip = t;
-    Ok(())
-}
 
 fn movzx_rr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let v = rget::<S>(cpu, d.r1);
-    cpu.regs[d.r0 as usize] = v;
+    cpu.regs[d.r0 as usize & 7] = v;
     Ok(())
 }
 
-fn movzx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
-    let v = mread::<S>(cpu, lin)?;
-    cpu.regs[d.r0 as usize] = v;
-    Ok(())
-}
 
 #[inline(always)]
 fn sext<const S: u8>(v: u32) -> u32 {
@@ -284,15 +180,331 @@ fn sext<const S: u8>(v: u32) -> u32 {
 
 fn movsx_rr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let v = rget::<S>(cpu, d.r1);
-    cpu.regs[d.r0 as usize] = sext::<S>(v);
+    cpu.regs[d.r0 as usize & 7] = sext::<S>(v);
     Ok(())
+}
+
+
+// H:265 Loads and stores in two halves.  The common case, a TLB hit, is a
+// few instructions; the miss path calls into the MMU and may fault, and
+// merely having it in the same function made the compiler save and restore
+// registers on every call.  So each memory handler below tries the hit
+// alone and otherwise hands the whole instruction to its `slow` twin, a
+// call in tail position that costs the hit path nothing.
+
+/// An S-byte load if the TLB has it now.
+#[inline(always)]
+fn peek<const S: u8>(cpu: &Cpu, lin: u32) -> Option<u32> {
+    let p = cpu.tlb_read_hit(lin, S as u32)?;
+    // SAFETY: a hit means the access lies inside one guest page that passed
+    // the memory bounds check (H:407).
+    Some(unsafe {
+        match S {
+            4 => std::ptr::read_unaligned(p as *const u32),
+            2 => std::ptr::read_unaligned(p as *const u16) as u32,
+            _ => *p as u32,
+        }
+    })
+}
+
+/// Store S bytes at a host address from `tlb_write_hit`.
+#[inline(always)]
+fn poke<const S: u8>(p: *mut u8, v: u32) {
+    // SAFETY: `p` came from a write-TLB hit for this access: inside one
+    // checked guest page that holds no decoded code.
+    unsafe {
+        match S {
+            4 => std::ptr::write_unaligned(p as *mut u32, v),
+            2 => std::ptr::write_unaligned(p as *mut u16, v as u16),
+            _ => *p = v as u8,
+        }
+    }
+}
+
+/// An S-byte load through a write-TLB hit (read-modify-write forms).
+#[inline(always)]
+fn peek_w<const S: u8>(p: *mut u8) -> u32 {
+    // SAFETY: as for `poke`; a writable page is readable.
+    unsafe {
+        match S {
+            4 => std::ptr::read_unaligned(p as *const u32),
+            2 => std::ptr::read_unaligned(p as *const u16) as u32,
+            _ => *p as u32,
+        }
+    }
+}
+
+fn alu_rm<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    if let Some(b) = peek::<S>(cpu, lin) {
+        let a = rget::<S>(cpu, d.r0);
+        let r = alu::<OP, S>(cpu, a, b);
+        if writes(OP) {
+            rset::<S>(cpu, d.r0, r);
+        }
+        return Ok(());
+    }
+    slow::alu_rm::<OP, S>(cpu, d)
+}
+
+fn alu_mr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    if writes(OP) {
+        if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
+            let b = rget::<S>(cpu, d.r1);
+            let r = alu::<OP, S>(cpu, peek_w::<S>(p), b);
+            poke::<S>(p, r);
+            return Ok(());
+        }
+    } else if let Some(a) = peek::<S>(cpu, lin) {
+        let b = rget::<S>(cpu, d.r1);
+        alu::<OP, S>(cpu, a, b);
+        return Ok(());
+    }
+    slow::alu_mr::<OP, S>(cpu, d)
+}
+
+fn alu_mi<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    if writes(OP) {
+        if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
+            let r = alu::<OP, S>(cpu, peek_w::<S>(p), d.imm);
+            poke::<S>(p, r);
+            return Ok(());
+        }
+    } else if let Some(a) = peek::<S>(cpu, lin) {
+        alu::<OP, S>(cpu, a, d.imm);
+        return Ok(());
+    }
+    slow::alu_mi::<OP, S>(cpu, d)
+}
+
+fn mov_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    if let Some(v) = peek::<S>(cpu, lin) {
+        rset::<S>(cpu, d.r0, v);
+        return Ok(());
+    }
+    slow::mov_rm::<S>(cpu, d)
+}
+
+fn mov_mr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
+        poke::<S>(p, rget::<S>(cpu, d.r1));
+        return Ok(());
+    }
+    slow::mov_mr::<S>(cpu, d)
+}
+
+fn mov_mi<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
+        poke::<S>(p, d.imm);
+        return Ok(());
+    }
+    slow::mov_mi::<S>(cpu, d)
+}
+
+fn incdec_m<const DEC: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
+        let r = incdec::<S>(cpu, peek_w::<S>(p), DEC);
+        poke::<S>(p, r);
+        return Ok(());
+    }
+    slow::incdec_m::<DEC, S>(cpu, d)
+}
+
+/// The linear address of the stack slot `delta` bytes from ESP.
+#[inline(always)]
+fn stack_lin(cpu: &Cpu, delta: u32) -> u32 {
+    cpu.segs[SegReg::Ss as usize].base.wrapping_add(cpu.regs[ESP].wrapping_add(delta))
+}
+
+fn push_r(cpu: &mut Cpu, d: &DInsn) -> R {
+    if let Some(p) = cpu.tlb_write_hit(stack_lin(cpu, 4u32.wrapping_neg()), 4) {
+        poke::<4>(p, cpu.regs[d.r0 as usize & 7]);
+        cpu.regs[ESP] = cpu.regs[ESP].wrapping_sub(4);
+        return Ok(());
+    }
+    slow::push_r(cpu, d)
+}
+
+fn pop_r(cpu: &mut Cpu, d: &DInsn) -> R {
+    if let Some(v) = peek::<4>(cpu, stack_lin(cpu, 0)) {
+        cpu.regs[ESP] = cpu.regs[ESP].wrapping_add(4);
+        cpu.regs[d.r0 as usize & 7] = v;
+        return Ok(());
+    }
+    slow::pop_r(cpu, d)
+}
+
+fn call_rel(cpu: &mut Cpu, d: &DInsn) -> R {
+    if let Some(p) = cpu.tlb_write_hit(stack_lin(cpu, 4u32.wrapping_neg()), 4) {
+        let ret = cpu.next_eip;
+        poke::<4>(p, ret);
+        cpu.regs[ESP] = cpu.regs[ESP].wrapping_sub(4);
+        cpu.next_eip = ret.wrapping_add(d.rel);
+        return Ok(());
+    }
+    slow::call_rel(cpu, d)
+}
+
+fn ret_near(cpu: &mut Cpu, d: &DInsn) -> R {
+    if let Some(v) = peek::<4>(cpu, stack_lin(cpu, 0)) {
+        cpu.regs[ESP] = cpu.regs[ESP].wrapping_add(4);
+        cpu.next_eip = v;
+        return Ok(());
+    }
+    slow::ret_near(cpu, d)
+}
+
+fn movzx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    if let Some(v) = peek::<S>(cpu, lin) {
+        cpu.regs[d.r0 as usize & 7] = v;
+        return Ok(());
+    }
+    slow::movzx_rm::<S>(cpu, d)
 }
 
 fn movsx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let lin = mlin(cpu, &d.m);
-    let v = mread::<S>(cpu, lin)?;
-    cpu.regs[d.r0 as usize] = sext::<S>(v);
-    Ok(())
+    if let Some(v) = peek::<S>(cpu, lin) {
+        cpu.regs[d.r0 as usize & 7] = sext::<S>(v);
+        return Ok(());
+    }
+    slow::movsx_rm::<S>(cpu, d)
+}
+
+/// The same instructions with the TLB's miss path (and its faults).
+mod slow {
+    use super::*;
+
+    #[inline(never)]
+    pub fn alu_rm<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+        let lin = mlin(cpu, &d.m);
+        let b = mread::<S>(cpu, lin)?;
+        let a = rget::<S>(cpu, d.r0);
+        let r = alu::<OP, S>(cpu, a, b);
+        if writes(OP) {
+            rset::<S>(cpu, d.r0, r);
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn alu_mr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+        let lin = mlin(cpu, &d.m);
+        let a = mread::<S>(cpu, lin)?;
+        let b = rget::<S>(cpu, d.r1);
+        let saved = cpu.lazy;
+        let r = alu::<OP, S>(cpu, a, b);
+        if writes(OP) {
+            if let Err(f) = mwrite::<S>(cpu, lin, r) {
+                cpu.lazy = saved;
+                return Err(f.into());
+            }
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn alu_mi<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+        let lin = mlin(cpu, &d.m);
+        let a = mread::<S>(cpu, lin)?;
+        let saved = cpu.lazy;
+        let r = alu::<OP, S>(cpu, a, d.imm);
+        if writes(OP) {
+            if let Err(f) = mwrite::<S>(cpu, lin, r) {
+                cpu.lazy = saved;
+                return Err(f.into());
+            }
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn mov_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+        let lin = mlin(cpu, &d.m);
+        let v = mread::<S>(cpu, lin)?;
+        rset::<S>(cpu, d.r0, v);
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn mov_mr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+        let lin = mlin(cpu, &d.m);
+        let v = rget::<S>(cpu, d.r1);
+        mwrite::<S>(cpu, lin, v)?;
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn mov_mi<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+        let lin = mlin(cpu, &d.m);
+        mwrite::<S>(cpu, lin, d.imm)?;
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn incdec_m<const DEC: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+        let lin = mlin(cpu, &d.m);
+        let a = mread::<S>(cpu, lin)?;
+        let saved = cpu.lazy;
+        let r = incdec::<S>(cpu, a, DEC);
+        if let Err(f) = mwrite::<S>(cpu, lin, r) {
+            cpu.lazy = saved;
+            return Err(f.into());
+        }
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn push_r(cpu: &mut Cpu, d: &DInsn) -> R {
+        let v = cpu.regs[d.r0 as usize & 7];
+        cpu.push32(v)?;
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn pop_r(cpu: &mut Cpu, d: &DInsn) -> R {
+        let v = cpu.pop32()?;
+        cpu.regs[d.r0 as usize & 7] = v;
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn call_rel(cpu: &mut Cpu, d: &DInsn) -> R {
+        let ret = cpu.next_eip;
+        cpu.push32(ret)?;
+        cpu.next_eip = ret.wrapping_add(d.rel);
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn ret_near(cpu: &mut Cpu, _: &DInsn) -> R {
+        let t = cpu.pop32()?;
+        cpu.next_eip = t;
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn movzx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+        let lin = mlin(cpu, &d.m);
+        let v = mread::<S>(cpu, lin)?;
+        cpu.regs[d.r0 as usize & 7] = v;
+        Ok(())
+    }
+
+    #[inline(never)]
+    pub fn movsx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+        let lin = mlin(cpu, &d.m);
+        let v = mread::<S>(cpu, lin)?;
+        cpu.regs[d.r0 as usize & 7] = sext::<S>(v);
+        Ok(())
+    }
 }
 
 /// Shifts of a 32-bit register by an immediate or the implicit 1 (in
@@ -302,13 +514,13 @@ fn shift_r32<const KIND: u8, const CL: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
     if c == 0 {
         return Ok(());
     }
-    let a = cpu.regs[d.r0 as usize];
+    let a = cpu.regs[d.r0 as usize & 7];
     let (res, op) = match KIND {
         0 => (a << c, FlagOp::Shl),
         1 => (a >> c, FlagOp::Shr),
         _ => (((a as i32) >> c) as u32, FlagOp::Sar),
     };
-    cpu.regs[d.r0 as usize] = res;
+    cpu.regs[d.r0 as usize & 7] = res;
     cpu.lazy.set(op, 32, a, c, res);
     Ok(())
 }
@@ -357,7 +569,16 @@ pub fn mem_op(i: &Instruction) -> Option<MemOp> {
         _ => return None,
     };
     let seg = super::seg_of(i.memory_segment()) as u8;
-    Some(MemOp { disp: i.memory_displacement32(), base, index, shift: i.memory_index_scale().trailing_zeros() as u8, seg })
+    let mask = |r: u8| if r == NO_REG { 0 } else { u32::MAX };
+    Some(MemOp {
+        disp: i.memory_displacement32(),
+        base_mask: mask(base),
+        index_mask: mask(index),
+        base: base & 7,
+        index: index & 7,
+        shift: i.memory_index_scale().trailing_zeros() as u8,
+        seg,
+    })
 }
 
 macro_rules! by_size {

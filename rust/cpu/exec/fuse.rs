@@ -63,22 +63,22 @@ fn branch(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
 }
 
 fn cmp_rr<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let a = cpu.regs[d.r0 as usize];
-    let b = cpu.regs[d.r1 as usize];
+    let a = cpu.regs[d.r0 as usize & 7];
+    let b = cpu.regs[d.r1 as usize & 7];
     cpu.lazy.set(FlagOp::Sub, 32, a, b, a.wrapping_sub(b));
     branch(cpu, d, cond_sub::<CC>(a, b))
 }
 
 fn cmp_ri<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let a = cpu.regs[d.r0 as usize];
+    let a = cpu.regs[d.r0 as usize & 7];
     let b = d.imm;
     cpu.lazy.set(FlagOp::Sub, 32, a, b, a.wrapping_sub(b));
     branch(cpu, d, cond_sub::<CC>(a, b))
 }
 
 fn test_rr<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let a = cpu.regs[d.r0 as usize];
-    let b = cpu.regs[d.r1 as usize];
+    let a = cpu.regs[d.r0 as usize & 7];
+    let b = cpu.regs[d.r1 as usize & 7];
     cpu.lazy.set(FlagOp::Logic, 32, a, b, a & b);
     branch(cpu, d, cond_and::<CC>(a, b))
 }
@@ -86,7 +86,7 @@ fn test_rr<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 fn dec_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = rget::<4>(cpu, d.r0);
     let r = incdec::<4>(cpu, a, true);
-    cpu.regs[d.r0 as usize] = r;
+    cpu.regs[d.r0 as usize & 7] = r;
     let taken = cpu.cond(CC);
     branch(cpu, d, taken)
 }
