@@ -29,6 +29,8 @@ use super::state::{Cpu, Stop};
 /// Longest block, in instructions.  Events are only checked between blocks,
 /// so this also bounds how long an interrupt can wait.
 pub const MAX_BLOCK: usize = 64;
+/// Most direct jumps or calls a block follows to their target (H:226).
+const MAX_FOLLOW: usize = 4;
 const FAST_SIZE: usize = 1 << 14;
 
 pub type Handler = fn(&mut Cpu, &DInsn) -> Result<(), Stop>;
@@ -90,8 +92,9 @@ pub struct DInsn {
     /// Length in bytes.
     pub len: u8,
     /// Where this instruction ends, as an offset from the start of its block
-    /// (blocks never leave their page, so this fits).
-    pub end: u16,
+    /// (blocks never leave their page, so this fits; negative after a jump
+    /// backwards, H:226).
+    pub end: i16,
     /// In `Block::fast`: instructions from the start of the block through
     /// this entry (a fused pair counts two).
     pub cum: u16,
@@ -376,11 +379,17 @@ impl Cpu {
         }
         let off = (lin & 0xfff) as usize;
         // SAFETY: `t.host` is the host address of a whole guest page that
-        // passed the bounds check; the slice covers the rest of that page.
-        let bytes = unsafe { std::slice::from_raw_parts(t.host.add(off) as *const u8, 4096 - off) };
-        let mut decoder = Decoder::with_ip(32, bytes, eip as u64, DecoderOptions::NO_INVALID_CHECK);
+        // passed the bounds check; the slice is that page.
+        let page = unsafe { std::slice::from_raw_parts(t.host as *const u8, 4096) };
+        let page_eip = eip.wrapping_sub(off as u32);
+        let mut decoder = Decoder::with_ip(32, page, page_eip as u64, DecoderOptions::NO_INVALID_CHECK);
+        decoder.set_position(off).expect("an offset inside the page");
+        decoder.set_ip(eip as u64);
         let mut insns = Vec::with_capacity(16);
         let mut i = Instruction::default();
+        let mut starts = [u16::MAX; MAX_FOLLOW + 1];
+        starts[0] = off as u16;
+        let mut follows = 0;
         while decoder.can_decode() && insns.len() < MAX_BLOCK {
             decoder.decode_out(&mut i);
             if i.is_invalid() && decoder.last_error() == iced_x86::DecoderError::NoMoreBytes {
@@ -391,12 +400,28 @@ impl Cpu {
                 break;
             }
             let mut d = exec::make(&i);
-            d.end = i.next_ip32().wrapping_sub(eip) as u16;
-            let ends = i.is_invalid() || ends_block(&i);
+            d.end = i.next_ip32().wrapping_sub(eip) as i16;
+            let mut ends = i.is_invalid() || ends_block(&i);
             if let Some(prev) = insns.last_mut() {
                 exec::fuse::try_fuse(prev, &d);
             }
             insns.push(d);
+            // H:226 A direct jump or call to the same page does not end the
+            // block: decoding carries on at its target, so straight-line
+            // code strung together by jumps, and small functions called from
+            // the same page, run as one block.  At most a few times per
+            // block, and never twice to the same place.
+            if ends && follows < MAX_FOLLOW && matches!(i.mnemonic(), iced_x86::Mnemonic::Jmp | iced_x86::Mnemonic::Call) && i.op0_kind() == iced_x86::OpKind::NearBranch32 {
+                let target = i.near_branch32();
+                let t_off = target.wrapping_sub(page_eip);
+                if t_off < 4096 && !starts.contains(&(t_off as u16)) {
+                    follows += 1;
+                    starts[follows] = t_off as u16;
+                    decoder.set_position(t_off as usize).expect("an offset inside the page");
+                    decoder.set_ip(target as u64);
+                    ends = false;
+                }
+            }
             if ends {
                 break;
             }

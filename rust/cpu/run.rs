@@ -152,7 +152,7 @@ impl Cpu {
             // loop ends as soon as it reaches `block_limit`, which is at most
             // the end of the block's entries.
             let d = unsafe { &*p };
-            self.next_eip = base.wrapping_add(d.end as u32);
+            self.next_eip = base.wrapping_add(d.end as i32 as u32);
             match (d.h)(self, d) {
                 Ok(()) => {
                     // SAFETY: as above; at most one past the end, never read.
@@ -163,7 +163,7 @@ impl Cpu {
                 }
                 Err(s) if s.is_taken() => break d,
                 Err(s) => {
-                    self.eip = base.wrapping_add(d.end as u32).wrapping_sub(d.len as u32);
+                    self.eip = base.wrapping_add(d.end as i32 as u32).wrapping_sub(d.len as u32);
                     self.icount += (d.cum - d.count as u16) as u64;
                     return Err(self.finish_stop(s));
                 }

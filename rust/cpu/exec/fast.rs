@@ -544,6 +544,48 @@ fn shift_small<const KIND: u8, const CL: bool, const S: u8>(cpu: &mut Cpu, d: &D
     Ok(())
 }
 
+/// Shifts of memory by an immediate, 1 or CL, through a write-TLB hit;
+/// anything else goes to the generic handler of the same instruction.
+fn shift_m<const KIND: u8, const CL: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin(cpu, &d.m);
+    let Some(p) = cpu.tlb_write_hit(lin, S as u32) else {
+        return match KIND {
+            0 => super::alu::shl(cpu, d),
+            1 => super::alu::shr(cpu, d),
+            _ => super::alu::sar(cpu, d),
+        };
+    };
+    let c = if CL { cpu.regs[1] } else { d.imm } & 0x1f;
+    if c == 0 {
+        return Ok(());
+    }
+    let bits = S * 8;
+    let a = peek_w::<S>(p);
+    let (res, op) = match KIND {
+        0 => (a << c, FlagOp::Shl),
+        1 => (a >> c, FlagOp::Shr),
+        _ => (((crate::cpu::flags::sign_extend(a, bits) as i32) >> c) as u32, FlagOp::Sar),
+    };
+    let res = res & mask(bits);
+    poke::<S>(p, res);
+    cpu.lazy.set(op, bits, a, c, res);
+    Ok(())
+}
+
+fn not_r<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = rget::<S>(cpu, d.r0);
+    rset::<S>(cpu, d.r0, !a);
+    Ok(())
+}
+
+fn neg_r<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = rget::<S>(cpu, d.r0);
+    let res = 0u32.wrapping_sub(a);
+    rset::<S>(cpu, d.r0, res);
+    cpu.lazy.set(FlagOp::Sub, S * 8, 0, a, res);
+    Ok(())
+}
+
 /// x86 number of a general register of any size, if it is one.
 pub fn gpr_code(r: Register) -> Option<u8> {
     let v = r as u32;
@@ -752,6 +794,23 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
                 (OpKind::Memory, 2) => Some(movsx_rm::<2>),
                 _ => None,
             }
+        }
+        M::Not if k0 == OpKind::Register => Some(by_size!(s, not_r)),
+        M::Neg if k0 == OpKind::Register => Some(by_size!(s, neg_r)),
+        M::Shl | M::Sal | M::Shr | M::Sar if k0 == OpKind::Memory => {
+            let by_cl = i.op_count() == 2 && k1 == OpKind::Register;
+            if by_cl && i.op1_register() != Register::CL {
+                return None;
+            }
+            d.imm = if i.op_count() < 2 { 1 } else if by_cl { 0 } else { i.immediate8() as u32 };
+            Some(match (mnem, by_cl) {
+                (M::Shr, false) => by_size!(s, shift_m, 1, false),
+                (M::Shr, true) => by_size!(s, shift_m, 1, true),
+                (M::Sar, false) => by_size!(s, shift_m, 2, false),
+                (M::Sar, true) => by_size!(s, shift_m, 2, true),
+                (_, false) => by_size!(s, shift_m, 0, false),
+                (_, true) => by_size!(s, shift_m, 0, true),
+            })
         }
         M::Shl | M::Sal | M::Shr | M::Sar if k0 == OpKind::Register => {
             // The count: the implicit 1, an immediate, or CL.
