@@ -52,6 +52,40 @@ pub fn mlin(cpu: &Cpu, m: &MemOp) -> u32 {
     unsafe { cpu.segs.get_unchecked(m.seg as usize) }.base.wrapping_add(a)
 }
 
+/// H:263 The three shapes of a memory operand, told apart at decode time
+/// for the commonest moves: `[disp]` (0), `[base + disp]` (1, by far the
+/// most frequent: stack slots and structure fields) and everything else (2).
+/// The first two skip the index arithmetic altogether.
+#[inline(always)]
+fn mlin_form<const F: u8>(cpu: &Cpu, m: &MemOp) -> u32 {
+    let a = match F {
+        0 => m.disp,
+        1 => m.disp.wrapping_add(cpu.regs[m.base as usize & 7]),
+        _ => m.offset(&cpu.regs),
+    };
+    // SAFETY: `mem_op` only ever stores a `SegReg` number, below 6.
+    unsafe { cpu.segs.get_unchecked(m.seg as usize) }.base.wrapping_add(a)
+}
+
+/// The form number of a decoded memory operand (see `mlin_form`).
+fn form_of(m: &MemOp) -> u8 {
+    match (m.base_mask, m.index_mask) {
+        (0, 0) => 0,
+        (_, 0) => 1,
+        _ => 2,
+    }
+}
+
+macro_rules! by_form {
+    ($m:expr, $s:expr, $f:ident) => {
+        match form_of(&$m) {
+            0 => by_size!($s, $f, 0),
+            1 => by_size!($s, $f, 1),
+            _ => by_size!($s, $f, 2),
+        }
+    };
+}
+
 #[inline(always)]
 fn mread<const S: u8>(cpu: &mut Cpu, lin: u32) -> Result<u32, crate::cpu::state::Fault> {
     match S {
@@ -279,8 +313,8 @@ fn alu_mi<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     slow::alu_mi::<OP, S>(cpu, d)
 }
 
-fn mov_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
+fn mov_rm<const F: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin_form::<F>(cpu, &d.m);
     if let Some(v) = peek::<S>(cpu, lin) {
         rset::<S>(cpu, d.r0, v);
         return Ok(());
@@ -288,8 +322,8 @@ fn mov_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     slow::mov_rm::<S>(cpu, d)
 }
 
-fn mov_mr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
+fn mov_mr<const F: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin_form::<F>(cpu, &d.m);
     if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
         poke::<S>(p, rget::<S>(cpu, d.r1));
         return Ok(());
@@ -297,8 +331,8 @@ fn mov_mr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     slow::mov_mr::<S>(cpu, d)
 }
 
-fn mov_mi<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
+fn mov_mi<const F: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin_form::<F>(cpu, &d.m);
     if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
         poke::<S>(p, d.imm);
         return Ok(());
@@ -360,8 +394,8 @@ fn ret_near(cpu: &mut Cpu, d: &DInsn) -> R {
     slow::ret_near(cpu, d)
 }
 
-fn movzx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let lin = mlin(cpu, &d.m);
+fn movzx_rm<const F: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let lin = mlin_form::<F>(cpu, &d.m);
     if let Some(v) = peek::<S>(cpu, lin) {
         cpu.regs[d.r0 as usize & 7] = v;
         return Ok(());
@@ -737,10 +771,10 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
     match mnem {
         M::Mov if i.op_count() == 2 => match (k0, k1) {
             (OpKind::Register, OpKind::Register) => Some(by_size!(s, mov_rr)),
-            (OpKind::Register, OpKind::Memory) => Some(by_size!(s, mov_rm)),
-            (OpKind::Memory, OpKind::Register) => Some(by_size!(s, mov_mr)),
+            (OpKind::Register, OpKind::Memory) => Some(by_form!(d.m, s, mov_rm)),
+            (OpKind::Memory, OpKind::Register) => Some(by_form!(d.m, s, mov_mr)),
             (OpKind::Register, k) if is_imm(k) => Some(by_size!(s, mov_ri)),
-            (OpKind::Memory, k) if is_imm(k) => Some(by_size!(s, mov_mi)),
+            (OpKind::Memory, k) if is_imm(k) => Some(by_form!(d.m, s, mov_mi)),
             _ => None,
         },
         M::Lea if s == 4 => {
@@ -780,8 +814,11 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
             match (k1, s1) {
                 (OpKind::Register, 1) => Some(movzx_rr::<1>),
                 (OpKind::Register, 2) => Some(movzx_rr::<2>),
-                (OpKind::Memory, 1) => Some(movzx_rm::<1>),
-                (OpKind::Memory, 2) => Some(movzx_rm::<2>),
+                (OpKind::Memory, 1 | 2) => Some(match form_of(&d.m) {
+                    0 => by_size!(s1, movzx_rm, 0),
+                    1 => by_size!(s1, movzx_rm, 1),
+                    _ => by_size!(s1, movzx_rm, 2),
+                }),
                 _ => None,
             }
         }
