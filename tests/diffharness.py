@@ -1209,15 +1209,20 @@ def check(
     *,
     what: str = "",
     expect: tuple[str, int | None] | None = ("address", None),
+    no_until: bool = False,
 ) -> Outcome:
     """Run ``case`` on unicorn and on the CPU under test; raise AssertionError with
     a full report on any difference.  Returns the reference outcome.
 
     ``expect``: the (kind, vector) the *reference* must stop with (default: reaching
     the end of the code); anything else means the program is not a valid test
-    (HarnessError), e.g. an encoding unicorn does not implement."""
+    (HarnessError), e.g. an encoding unicorn does not implement.
+
+    ``no_until``: run without a stop address (the program must end itself, e.g.
+    with an ``int3``), so that the CPU under test takes its fast path: whole
+    blocks, fused compare-and-branch pairs, links between blocks."""
     factory = factory or cpu_factory()
-    ref = run_reference(case)
+    ref = run_reference(case, no_until=no_until)
     if (
         expect is not None
         and ref.exit is not None
@@ -1234,7 +1239,7 @@ def check(
             + "\n"
             + case.describe()
         )
-    got = run_case(factory, case)
+    got = run_case(factory, case, no_until=no_until)
     mask = COMPARED_FLAGS & ~ref.flags_undefined
     diffs = compare(ref, got, flag_mask=mask)
     if diffs:

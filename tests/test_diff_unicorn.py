@@ -19,6 +19,8 @@ against unicorn itself.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import random
 
@@ -1410,6 +1412,19 @@ GROUPS = {
 def test_random_programs(factory, group, data):
     case = data.draw(programs(GROUPS[group]), label="program")
     H.check(case, factory, what=group)
+
+
+@pytest.mark.parametrize("group", ["alu", "shift", "cond", "control", "stack", "mixed"])
+@diff_test
+@given(data=st.data())
+def test_random_programs_fast_path(factory, group, data):
+    """The same programs, ended by an int3 and run without a stop address: the
+    interpreter then runs whole blocks in its fast loop, with fused
+    flag-setter-and-branch pairs and links from block to block, none of which
+    the instruction-exact runs above exercise."""
+    case = data.draw(programs(GROUPS[group]), label="program")
+    case = dataclasses.replace(case, code=case.code + b"\xcc")
+    H.check(case, factory, what=f"{group}, fast path", expect=("interrupt", 3), no_until=True)
 
 
 # -- exceptions and interrupts ------------------------------------------------

@@ -756,6 +756,8 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
                 (CMP, OpKind::Register, OpKind::Register) => super::fuse::CMP_RR,
                 (CMP, OpKind::Register, k) if is_imm(k) => super::fuse::CMP_RI,
                 (TEST, OpKind::Register, OpKind::Register) => super::fuse::TEST_RR,
+                (_, OpKind::Register, OpKind::Register) => super::fuse::ALU_RR + op,
+                (_, OpKind::Register, k) if is_imm(k) => super::fuse::ALU_RI + op,
                 _ => 0,
             };
         }
@@ -783,8 +785,8 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
         }
         M::Inc | M::Dec => {
             let dec = mnem == M::Dec;
-            if dec && s == 4 && k0 == OpKind::Register {
-                d.fuse = super::fuse::DEC_R;
+            if s == 4 && k0 == OpKind::Register {
+                d.fuse = if dec { super::fuse::DEC_R } else { super::fuse::INC_R };
             }
             match (k0, dec) {
                 (OpKind::Register, false) => Some(by_size!(s, incdec_r, false)),
@@ -861,6 +863,9 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
                 M::Sar => 2,
                 _ => 0,
             };
+            if s == 4 && !by_cl {
+                d.fuse = super::fuse::SHIFT_RI + kind;
+            }
             Some(match (s, by_cl, kind) {
                 (4, false, 0) => shift_r32::<0, false>,
                 (4, false, 1) => shift_r32::<1, false>,

@@ -20,6 +20,14 @@ pub const CMP_RR: u8 = 1;
 pub const CMP_RI: u8 = 2;
 pub const TEST_RR: u8 = 3;
 pub const DEC_R: u8 = 4;
+pub const INC_R: u8 = 5;
+/// `ALU_RI + OP`, `ALU_RR + OP`: any other 32-bit ALU operation on a
+/// register (op numbers from `alu`, below 16).
+pub const ALU_RI: u8 = 16;
+pub const ALU_RR: u8 = 32;
+/// `SHIFT_RI + kind` (0 shl, 1 shr, 2 sar): a 32-bit register shifted by an
+/// immediate or 1.
+pub const SHIFT_RI: u8 = 48;
 
 /// Condition `CC` after `a - b` (32-bit).
 #[inline(always)]
@@ -91,25 +99,99 @@ fn dec_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     branch(cpu, d, taken)
 }
 
+// H:285 The same fusion for the other flag-setters in front of a branch
+// (`and`/`add`/`sub`/... with a register or an immediate, `inc`, a shift
+// by a constant): the branch is decided by the generic condition evaluation
+// (H:305) right after the operation, which still saves a whole dispatch.
+// Bit-twiddling loops (a CRC, the kernel's inflate) are made of these.
+fn alu_ri<const OP: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = cpu.regs[d.r0 as usize & 7];
+    let r = super::alu::compute::<OP>(cpu, 32, a, d.imm);
+    if super::alu::writes(OP) {
+        cpu.regs[d.r0 as usize & 7] = r;
+    }
+    let taken = cpu.cond(CC);
+    branch(cpu, d, taken)
+}
+
+fn alu_rr<const OP: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = cpu.regs[d.r0 as usize & 7];
+    let b = cpu.regs[d.r1 as usize & 7];
+    let r = super::alu::compute::<OP>(cpu, 32, a, b);
+    if super::alu::writes(OP) {
+        cpu.regs[d.r0 as usize & 7] = r;
+    }
+    let taken = cpu.cond(CC);
+    branch(cpu, d, taken)
+}
+
+fn inc_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let a = rget::<4>(cpu, d.r0);
+    let r = incdec::<4>(cpu, a, false);
+    cpu.regs[d.r0 as usize & 7] = r;
+    let taken = cpu.cond(CC);
+    branch(cpu, d, taken)
+}
+
+fn shift_ri<const KIND: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    let c = d.imm & 0x1f;
+    if c != 0 {
+        let a = cpu.regs[d.r0 as usize & 7];
+        let (res, op) = match KIND {
+            0 => (a << c, FlagOp::Shl),
+            1 => (a >> c, FlagOp::Shr),
+            _ => (((a as i32) >> c) as u32, FlagOp::Sar),
+        };
+        cpu.regs[d.r0 as usize & 7] = res;
+        cpu.lazy.set(op, 32, a, c, res);
+    }
+    let taken = cpu.cond(CC);
+    branch(cpu, d, taken)
+}
+
 macro_rules! by_cc {
-    ($f:ident, $cc:expr) => {
+    ($f:ident $(, $c:expr)*; $cc:expr) => {
         match $cc {
-            0 => $f::<0> as Handler,
-            1 => $f::<1>,
-            2 => $f::<2>,
-            3 => $f::<3>,
-            4 => $f::<4>,
-            5 => $f::<5>,
-            6 => $f::<6>,
-            7 => $f::<7>,
-            8 => $f::<8>,
-            9 => $f::<9>,
-            10 => $f::<10>,
-            11 => $f::<11>,
-            12 => $f::<12>,
-            13 => $f::<13>,
-            14 => $f::<14>,
-            _ => $f::<15>,
+            0 => $f::<$($c,)* 0> as Handler,
+            1 => $f::<$($c,)* 1>,
+            2 => $f::<$($c,)* 2>,
+            3 => $f::<$($c,)* 3>,
+            4 => $f::<$($c,)* 4>,
+            5 => $f::<$($c,)* 5>,
+            6 => $f::<$($c,)* 6>,
+            7 => $f::<$($c,)* 7>,
+            8 => $f::<$($c,)* 8>,
+            9 => $f::<$($c,)* 9>,
+            10 => $f::<$($c,)* 10>,
+            11 => $f::<$($c,)* 11>,
+            12 => $f::<$($c,)* 12>,
+            13 => $f::<$($c,)* 13>,
+            14 => $f::<$($c,)* 14>,
+            _ => $f::<$($c,)* 15>,
+        }
+    };
+    ($f:ident, $cc:expr) => {
+        by_cc!($f; $cc)
+    };
+    ($f:ident, $c:expr, $cc:expr) => {
+        by_cc!($f, $c; $cc)
+    };
+}
+
+/// A fused handler for ALU operation `op` (0..=8) and condition `cc`.
+macro_rules! by_op {
+    ($f:ident, $op:expr, $cc:expr) => {
+        match $op {
+            0 => by_cc!($f, 0, $cc),
+            1 => by_cc!($f, 1, $cc),
+            2 => by_cc!($f, 2, $cc),
+            3 => by_cc!($f, 3, $cc),
+            4 => by_cc!($f, 4, $cc),
+            5 => by_cc!($f, 5, $cc),
+            6 => by_cc!($f, 6, $cc),
+            7 => by_cc!($f, 7, $cc),
+            8 => by_cc!($f, 8, $cc),
+            _ => return,
         }
     };
 }
@@ -135,6 +217,12 @@ pub fn try_fuse(prev: &mut DInsn, next: &DInsn) {
         CMP_RI => by_cc!(cmp_ri, cc),
         TEST_RR => by_cc!(test_rr, cc),
         DEC_R => by_cc!(dec_r, cc),
+        INC_R => by_cc!(inc_r, cc),
+        f if (ALU_RI..ALU_RI + 16).contains(&f) => by_op!(alu_ri, f - ALU_RI, cc),
+        f if (ALU_RR..ALU_RR + 16).contains(&f) => by_op!(alu_rr, f - ALU_RR, cc),
+        f if f == SHIFT_RI => by_cc!(shift_ri, 0, cc),
+        f if f == SHIFT_RI + 1 => by_cc!(shift_ri, 1, cc),
+        f if f == SHIFT_RI + 2 => by_cc!(shift_ri, 2, cc),
         _ => return,
     };
     prev.count = 2;
