@@ -13,6 +13,7 @@ use iced_x86::code_asm::*;
 
 use crate::lguest::{ld, Death, Guest, RunOutcome};
 use crate::memory::GuestMemory;
+use crate::mmu::PagingMode;
 
 const MEM: u32 = 4 << 20;
 const CODE: u32 = 0x0010_0000;
@@ -33,6 +34,11 @@ fn asm_at(addr: u32, f: impl FnOnce(&mut Asm) -> Result<(), IcedError>) -> Vec<u
 
 /// A guest with `main` at CODE and optional handler code at HANDLERS.
 fn guest(main: impl FnOnce(&mut Asm) -> Result<(), IcedError>, handlers: Option<Vec<u8>>) -> Guest {
+    guest_in(PagingMode::TwoLevel, main, handlers)
+}
+
+/// The same, with the page-table layout chosen.
+fn guest_in(mode: PagingMode, main: impl FnOnce(&mut Asm) -> Result<(), IcedError>, handlers: Option<Vec<u8>>) -> Guest {
     let mem = Arc::new(GuestMemory::new((MEM + 4096) as usize).unwrap());
     // boot_params: one e820 entry of MEM bytes, no ramdisk.
     mem.write_u8(0x1E8, 1).unwrap();
@@ -47,7 +53,7 @@ fn guest(main: impl FnOnce(&mut Asm) -> Result<(), IcedError>, handlers: Option<
         mem.write(HANDLERS, &h).unwrap();
     }
     let mut g = Guest::new(mem);
-    g.initialize(MEM / 4096 + 1, CODE).unwrap();
+    g.initialize(MEM / 4096 + 1, CODE, mode).unwrap();
     g
 }
 
