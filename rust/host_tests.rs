@@ -630,3 +630,108 @@ fn cpuid_advertises_pae_only_to_pae_guests() {
         }
     }
 }
+
+// --- lguest_data write failures --------------------------------------------------
+//
+// LGUEST_INIT refuses an lguest_data that is not wholly inside guest memory,
+// and the memory limit never moves afterwards, so the host's later writes to
+// it cannot fail in a real run (in the original they could only fail if the
+// Launcher unmapped its memory).  The kill reasons for them exist all the
+// same.  To reach them, these tests move the registered address after INIT
+// (the `lguest_data` field is the host's only record of it) so that the
+// fields a path writes fall outside the limit while those it reads first do
+// not.  "Writing result for async hypercall" stays unreachable: its status
+// byte was just read in the same range.
+
+/// The guest-physical limit of the test guests.
+const LIMIT: u32 = MEM + 4096;
+
+fn poison(g: &mut Guest, base: u32) {
+    g.lguest_data = Some(base);
+}
+
+#[test]
+fn writing_cr2_fails() {
+    let mut g = guest(|a| { init(a)?; load_idt(a, 14, HANDLERS, 0xE, 0)?; notify(a, 1)?; a.mov(eax, dword_ptr(0x8000_0000u32)) }, None);
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    // cr2 (offset 8) is past the limit.
+    poison(&mut g, LIMIT - 8);
+    assert_eq!(death(&mut g), "Writing cr2");
+}
+
+#[test]
+fn disabling_interrupts_fails() {
+    // A #UD through an interrupt gate: the frame is pushed, then the
+    // guest's virtual IF cannot be cleared.
+    let mut g = guest(|a| { init(a)?; load_idt(a, 6, HANDLERS, 0xE, 0)?; notify(a, 1)?; a.ud2() }, None);
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    poison(&mut g, LIMIT);
+    assert_eq!(death(&mut g), "Disabling interrupts");
+}
+
+#[test]
+fn re_enabling_interrupts_fails() {
+    // A halted guest is woken by an interrupt: blocked_interrupts (offset 4)
+    // must be readable and irq_enabled (offset 0) not, which only a base
+    // that wraps around 4 GiB gives (base + 4 is GPA 0, all zero here).
+    let mut g = guest(|a| { init(a)?; hcall(a, 10, &[]) }, None);
+    assert_eq!(g.run(Duration::from_millis(20)), RunOutcome::Yield);
+    assert!(g.halted);
+    poison(&mut g, 0xFFFF_FFFC);
+    g.shared.raise_irq(1);
+    assert_eq!(death(&mut g), "Re-enabling interrupts");
+}
+
+#[test]
+fn writing_irq_pending_fails() {
+    // Interrupts off (irq_enabled 0) and unmasked: the host records that one
+    // is pending, at offset 0x14, past the limit.
+    let mut g = guest(
+        |a| {
+            init(a)?;
+            notify(a, 1)?;
+            let mut spin = a.create_label();
+            a.set_label(&mut spin)?;
+            a.jmp(spin)
+        },
+        None,
+    );
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    poison(&mut g, LIMIT - 8);
+    g.shared.raise_irq(1);
+    assert_eq!(death(&mut g), "Writing irq_pending");
+}
+
+#[test]
+fn writing_timestamp_fails() {
+    // Interrupts on and unmasked: after delivery (here to no handler) the
+    // host updates the time, at offset 0xC, past the limit.
+    let mut g = guest(
+        |a| {
+            init(a)?;
+            notify(a, 1)?;
+            let mut spin = a.create_label();
+            a.set_label(&mut spin)?;
+            a.jmp(spin)
+        },
+        None,
+    );
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    poison(&mut g, LIMIT - 12);
+    g.mem.write_u32(LIMIT - 12, 0x200).unwrap();
+    g.shared.raise_irq(1);
+    assert_eq!(death(&mut g), "Writing timestamp");
+}
+
+#[test]
+fn fetching_async_hypercalls_fails() {
+    // The status bytes (0x18..0x58) are readable and slot 0 is queued, but
+    // the slot itself (0x58..0x6C) is past the limit.
+    let mut g = guest(|a| { init(a)?; notify(a, 1)?; hcall(a, 0, &[]) }, None);
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    let base = LIMIT - 0x60;
+    poison(&mut g, base);
+    g.mem.write(base + ld::HCALL_STATUS, &[0xff; 64]).unwrap();
+    g.mem.write_u8(base + ld::HCALL_STATUS, 0).unwrap();
+    assert_eq!(death(&mut g), "Fetching async hypercalls");
+}
