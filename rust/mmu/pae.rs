@@ -98,9 +98,12 @@ fn gpdpte_addr(top: u32, va: u32) -> u64 {
 /// point at.  One page directory maps 1 GiB, which is as far as either view
 /// goes, so they cannot overlap however much RAM there is; the 2-level
 /// tables needed a rule for that, these do not.  With 1 GiB of RAM or more
-/// the window's last 2 MiB fall in the reserved region, where a guest that
-/// touched them would be killed (H:596); Linux never looks there.  Returns
-/// the PDPT's guest-physical address.
+/// the window's last 2 MiB fall in the reserved region, and a guest that
+/// touches them there is killed (H:597), as the original killed it.  A
+/// 2.6.32 guest with 1 GiB does, because it reads its initrd at the top of
+/// RAM through the window; the 2-level window stops short of the reserved
+/// region, so there the same guest takes a page fault instead.  It cannot
+/// boot either way.  Returns the PDPT's guest-physical address.
 pub fn setup_initial_pagetables(mem: &GuestMemory, mem_size: u32, ramdisk: u32) -> Result<u32, String> {
     let pages = mem_size / 4096;
     let pt_pages = pages.div_ceil(ENTRIES as u32);
