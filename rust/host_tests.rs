@@ -610,6 +610,23 @@ fn pae_death_reasons() {
 }
 
 #[test]
+fn set_pmd_is_a_full_flush_for_pae_guests() {
+    // The guest reads through the kernel window, so the shadow maps it;
+    // SET_PMD then throws every shadow entry away (the stack pinning that
+    // follows a full flush has nothing to pin here).
+    let mut g = guest_in(PagingMode::Pae, |a| { init(a)?; a.mov(eax, dword_ptr(0xC010_0000u32))?; notify(a, 1) }, None);
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    assert!(g.paging().shadows.lookup(0xC010_0000, false, false).is_ok());
+    crate::hypercalls::do_hcall(&mut g, [13, INITIAL_PAE_PMD, 0x300, 0, 0]);
+    assert!(g.death.is_none());
+    assert!(g.paging().shadows.lookup(0xC010_0000, false, false).is_err());
+    // The guest's tables are untouched: the next access fills it again.
+    let t = g.paging().translate(0xC010_0000, crate::cpu::mem::Access::Read, false).unwrap();
+    assert_eq!(t.phys, 0x0010_0000);
+    assert!(g.paging().shadows.lookup(0xC010_0000, false, false).is_ok());
+}
+
+#[test]
 fn cpuid_advertises_pae_only_to_pae_guests() {
     for (mode, pae) in [(PagingMode::TwoLevel, 0), (PagingMode::Pae, 1 << 6)] {
         let mut g = guest_in(
