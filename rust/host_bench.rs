@@ -93,7 +93,7 @@ fn guest(code: &[u8]) -> Guest {
     }
     mem.write(CODE, code).unwrap();
     let mut g = Guest::new(mem);
-    g.initialize(MEM / 4096 + 1, CODE).expect("bench guest initializes");
+    g.initialize(MEM / 4096 + 1, CODE, crate::mmu::PagingMode::TwoLevel).expect("bench guest initializes");
     g
 }
 

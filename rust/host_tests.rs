@@ -13,6 +13,7 @@ use iced_x86::code_asm::*;
 
 use crate::lguest::{ld, Death, Guest, RunOutcome};
 use crate::memory::GuestMemory;
+use crate::mmu::PagingMode;
 
 const MEM: u32 = 4 << 20;
 const CODE: u32 = 0x0010_0000;
@@ -33,6 +34,11 @@ fn asm_at(addr: u32, f: impl FnOnce(&mut Asm) -> Result<(), IcedError>) -> Vec<u
 
 /// A guest with `main` at CODE and optional handler code at HANDLERS.
 fn guest(main: impl FnOnce(&mut Asm) -> Result<(), IcedError>, handlers: Option<Vec<u8>>) -> Guest {
+    guest_in(PagingMode::TwoLevel, main, handlers)
+}
+
+/// The same, with the page-table layout chosen.
+fn guest_in(mode: PagingMode, main: impl FnOnce(&mut Asm) -> Result<(), IcedError>, handlers: Option<Vec<u8>>) -> Guest {
     let mem = Arc::new(GuestMemory::new((MEM + 4096) as usize).unwrap());
     // boot_params: one e820 entry of MEM bytes, no ramdisk.
     mem.write_u8(0x1E8, 1).unwrap();
@@ -47,7 +53,7 @@ fn guest(main: impl FnOnce(&mut Asm) -> Result<(), IcedError>, handlers: Option<
         mem.write(HANDLERS, &h).unwrap();
     }
     let mut g = Guest::new(mem);
-    g.initialize(MEM / 4096 + 1, CODE).unwrap();
+    g.initialize(MEM / 4096 + 1, CODE, mode).unwrap();
     g
 }
 
@@ -454,4 +460,295 @@ fn bad_guest_page_table_entries_kill_when_shadowed() {
     );
     g.mem.write_u32(MEM - 4096 + 4, 0x0040_0000 | 0x87).unwrap();
     assert_eq!(death(&mut g), "bad page directory entry");
+}
+
+// --- PAE guests ---------------------------------------------------------------
+
+/// Where the PAE test guest builds its own tables: a PDPT that does not start
+/// a page (CR3 only needs 32-byte alignment with PAE), a page directory
+/// whose first two entries map 0-4 MiB through two page tables, and a second
+/// directory and table for a page the fault handler maps at 1 GiB.
+const PAE_PDPT: u32 = 0x0030_0020;
+const PAE_PMD: u32 = 0x0030_1000;
+const PAE_PT0: u32 = 0x0030_2000;
+const PAE_PMD2: u32 = 0x0030_4000;
+const PAE_PT2: u32 = 0x0030_5000;
+const PAE_DATA: u32 = 0x001A_0000;
+/// Where the initial PAE tables of a 4 MiB guest put their page directory:
+/// below the PDPT (at the top page) and two page tables.
+const INITIAL_PAE_PMD: u32 = MEM - 4 * 4096;
+
+/// The guest writes a 64-bit entry whose high word is zero.
+fn put_entry(a: &mut Asm, addr: u32, v: u32) -> Result<(), IcedError> {
+    a.mov(dword_ptr(addr), v)?;
+    a.mov(dword_ptr(addr + 4), 0u32)
+}
+
+#[test]
+fn pae_guest_builds_its_own_tables_and_takes_faults() {
+    // The page-fault handler: keep the error code and CR2, map 1 GiB onto
+    // PAE_DATA with SET_PGD, SET_PMD and SET_PTE (each after writing the
+    // entry, as Linux does), and return to the faulting instruction.
+    let handler = asm_at(HANDLERS, |a| {
+        a.pop(edi)?;
+        a.mov(dword_ptr(SCRATCH + 0x2800), edi)?;
+        a.mov(esi, dword_ptr(LGUEST_DATA + ld::CR2))?;
+        a.mov(dword_ptr(SCRATCH + 0x2804), esi)?;
+        put_entry(a, PAE_PDPT + 8, PAE_PMD2 | 1)?;
+        hcall(a, 15, &[PAE_PDPT, 1])?;
+        put_entry(a, PAE_PMD2, PAE_PT2 | 0x67)?;
+        hcall(a, 13, &[PAE_PMD2, 0])?;
+        put_entry(a, PAE_PT2, PAE_DATA | 7)?;
+        hcall(a, 14, &[PAE_PDPT, 0x4000_0000, PAE_DATA | 7, 0])?;
+        a.iretd()
+    });
+    let mut g = guest_in(
+        PagingMode::Pae,
+        |a| {
+            init(a)?;
+            load_idt(a, 14, HANDLERS, 0xE, 0)?;
+            // Identity-map 0-4 MiB: 1024 entries in two page tables, present,
+            // writable, user, accessed and dirty clear.
+            a.mov(edi, PAE_PT0)?;
+            a.mov(eax, 7u32)?;
+            a.mov(ecx, 1024u32)?;
+            let mut fill = a.create_label();
+            a.set_label(&mut fill)?;
+            a.mov(dword_ptr(edi), eax)?;
+            a.mov(dword_ptr(edi + 4), 0u32)?;
+            a.add(eax, 0x1000)?;
+            a.add(edi, 8)?;
+            a.dec(ecx)?;
+            a.jnz(fill)?;
+            put_entry(a, PAE_PMD, PAE_PT0 | 0x67)?;
+            put_entry(a, PAE_PMD + 8, (PAE_PT0 + 0x1000) | 0x67)?;
+            put_entry(a, PAE_PDPT, PAE_PMD | 1)?;
+            put_entry(a, PAE_PDPT + 24, PAE_PMD | 1)?;
+            // Switch to them, and pin a kernel stack page through them.
+            hcall(a, 4, &[PAE_PDPT])?;
+            hcall(a, 7, &[0x69, STACK_TOP, 1])?;
+            // A read and a write the host fixes without telling the guest.
+            a.mov(eax, dword_ptr(SCRATCH))?;
+            a.mov(dword_ptr(SCRATCH + 0x1000), 0x1234u32)?;
+            // Nothing at 1 GiB yet: the handler runs, then this succeeds.
+            a.mov(ebx, dword_ptr(0x4000_0000u32))?;
+            a.mov(eax, 17u32)?;
+            a.int(0x1f)
+        },
+        Some(handler),
+    );
+    g.mem.write_u32(PAE_DATA, 0xCAFE_F00D).unwrap();
+    assert!(g.paging().is_pae());
+    assert_eq!(run(&mut g), RunOutcome::Notify(0xCAFE_F00D));
+    assert_eq!(g.mem.read_u32(LGUEST_DATA + ld::RESERVE_MEM).unwrap(), 0x20_0000);
+    // The PDPT the host built sits at the top of RAM.
+    assert_eq!(g.mem.read_u32(LGUEST_DATA + ld::PGDIR).unwrap(), MEM - 4096);
+    assert_eq!(g.paging().cr3(), PAE_PDPT);
+    // The reflected fault: a supervisor read of a page with no PDPT entry.
+    assert_eq!(g.mem.read_u32(SCRATCH + 0x2800).unwrap(), 0);
+    assert_eq!(g.mem.read_u32(SCRATCH + 0x2804).unwrap(), 0x4000_0000);
+    assert_eq!(g.mem.read_u32(LGUEST_DATA + ld::CR2).unwrap(), 0x4000_0000);
+    // Accessed and dirty bits, written back as 8-byte entries.
+    let pte = |va: u32| {
+        let at = PAE_PT0 + 8 * (va >> 12);
+        (g.mem.read_u32(at).unwrap(), g.mem.read_u32(at + 4).unwrap())
+    };
+    assert_eq!(pte(SCRATCH), (SCRATCH | 0x27, 0), "read: accessed");
+    assert_eq!(pte(SCRATCH + 0x1000), ((SCRATCH + 0x1000) | 0x67, 0), "write: accessed and dirty");
+    assert_eq!(pte(STACK_TOP - 1), ((STACK_TOP - 0x1000) | 0x67, 0), "pinned stack");
+    assert_eq!(pte(CODE), (CODE | 0x27, 0), "code fetched");
+    assert_eq!(g.mem.read_u32(PAE_PT2).unwrap(), PAE_DATA | 0x27);
+    assert_eq!(g.mem.read_u32(SCRATCH + 0x1000).unwrap(), 0x1234);
+}
+
+#[test]
+fn pae_death_reasons() {
+    const PDPT: u32 = MEM - 4096;
+    let cases: Vec<DeathCase> = vec![
+        // The top 2 MiB belong to the host.
+        (Box::new(|a| { init(a)?; hcall(a, 14, &[PDPT, 0xFFE0_1000, 0x1067, 0]) }), "attempt to access switcher pages"),
+        // SET_PTE's fourth argument is the entry's high word: frame 4 GiB + 1 MiB.
+        (Box::new(|a| {
+            init(a)?;
+            a.mov(eax, dword_ptr(0xC010_0000u32))?;
+            hcall(a, 14, &[PDPT, 0xC010_0000, 0x0010_0067, 1])
+        }), "bad page table entry"),
+        // A PDPT entry may only say "present".
+        (Box::new(|a| {
+            init(a)?;
+            put_entry(a, PDPT + 8, INITIAL_PAE_PMD | 7)?;
+            a.mov(eax, dword_ptr(0x4000_0000u32))
+        }), "bad page directory entry"),
+        // No large pages in the middle level.
+        (Box::new(|a| {
+            init(a)?;
+            put_entry(a, INITIAL_PAE_PMD + 16, 0x0040_0000 | 0xE7)?;
+            a.mov(eax, dword_ptr(0x0040_0000u32))
+        }), "bad page middle directory entry"),
+        // The guest's own entry for the reserved top is present: death.
+        (Box::new(|a| {
+            init(a)?;
+            put_entry(a, INITIAL_PAE_PMD + 8 * 511, (MEM - 3 * 4096) | 0x67)?;
+            a.mov(eax, dword_ptr(0xFFE0_0000u32))
+        }), "attempt to access switcher pages"),
+    ];
+    for (code, want) in cases {
+        let mut g = guest_in(PagingMode::Pae, code, None);
+        assert_eq!(death(&mut g), want);
+    }
+    // kernel_address must be below the reserved 2 MiB; 0xFFC00000, which a
+    // 2-level guest may not use, is fine.
+    let mut g = guest_in(PagingMode::Pae, init, None);
+    g.mem.write_u32(LGUEST_DATA + ld::KERNEL_ADDRESS, 0xFFE0_0000).unwrap();
+    assert_eq!(death(&mut g), "bad kernel address 0xffe00000");
+    let mut g = guest_in(PagingMode::Pae, |a| { init(a)?; notify(a, 1) }, None);
+    g.mem.write_u32(LGUEST_DATA + ld::KERNEL_ADDRESS, 0xFFC0_0000).unwrap();
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    // SET_PMD is PAE's alone.
+    let mut g = guest(|a| { init(a)?; hcall(a, 13, &[0x1000, 0]) }, None);
+    assert_eq!(death(&mut g), "Bad hypercall 13");
+}
+
+#[test]
+fn set_pmd_is_a_full_flush_for_pae_guests() {
+    // The guest reads through the kernel window, so the shadow maps it;
+    // SET_PMD then throws every shadow entry away (the stack pinning that
+    // follows a full flush has nothing to pin here).
+    let mut g = guest_in(PagingMode::Pae, |a| { init(a)?; a.mov(eax, dword_ptr(0xC010_0000u32))?; notify(a, 1) }, None);
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    assert!(g.paging().shadows.lookup(0xC010_0000, false, false).is_ok());
+    crate::hypercalls::do_hcall(&mut g, [13, INITIAL_PAE_PMD, 0x300, 0, 0]);
+    assert!(g.death.is_none());
+    assert!(g.paging().shadows.lookup(0xC010_0000, false, false).is_err());
+    // The guest's tables are untouched: the next access fills it again.
+    let t = g.paging().translate(0xC010_0000, crate::cpu::mem::Access::Read, false).unwrap();
+    assert_eq!(t.phys, 0x0010_0000);
+    assert!(g.paging().shadows.lookup(0xC010_0000, false, false).is_ok());
+}
+
+#[test]
+fn cpuid_advertises_pae_only_to_pae_guests() {
+    for (mode, pae) in [(PagingMode::TwoLevel, 0), (PagingMode::Pae, 1 << 6)] {
+        let mut g = guest_in(
+            mode,
+            |a| {
+                init(a)?;
+                a.mov(eax, 1u32)?;
+                a.cpuid()?;
+                a.mov(ebx, edx)?;
+                a.mov(eax, 17u32)?;
+                a.int(0x1f)
+            },
+            None,
+        );
+        match run(&mut g) {
+            RunOutcome::Notify(v) => assert_eq!(v & (1 << 6), pae, "{mode:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+// --- lguest_data write failures --------------------------------------------------
+//
+// LGUEST_INIT refuses an lguest_data that is not wholly inside guest memory,
+// and the memory limit never moves afterwards, so the host's later writes to
+// it cannot fail in a real run (in the original they could only fail if the
+// Launcher unmapped its memory).  The kill reasons for them exist all the
+// same.  To reach them, these tests move the registered address after INIT
+// (the `lguest_data` field is the host's only record of it) so that the
+// fields a path writes fall outside the limit while those it reads first do
+// not.  "Writing result for async hypercall" stays unreachable: its status
+// byte was just read in the same range.
+
+/// The guest-physical limit of the test guests.
+const LIMIT: u32 = MEM + 4096;
+
+fn poison(g: &mut Guest, base: u32) {
+    g.lguest_data = Some(base);
+}
+
+#[test]
+fn writing_cr2_fails() {
+    let mut g = guest(|a| { init(a)?; load_idt(a, 14, HANDLERS, 0xE, 0)?; notify(a, 1)?; a.mov(eax, dword_ptr(0x8000_0000u32)) }, None);
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    // cr2 (offset 8) is past the limit.
+    poison(&mut g, LIMIT - 8);
+    assert_eq!(death(&mut g), "Writing cr2");
+}
+
+#[test]
+fn disabling_interrupts_fails() {
+    // A #UD through an interrupt gate: the frame is pushed, then the
+    // guest's virtual IF cannot be cleared.
+    let mut g = guest(|a| { init(a)?; load_idt(a, 6, HANDLERS, 0xE, 0)?; notify(a, 1)?; a.ud2() }, None);
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    poison(&mut g, LIMIT);
+    assert_eq!(death(&mut g), "Disabling interrupts");
+}
+
+#[test]
+fn re_enabling_interrupts_fails() {
+    // A halted guest is woken by an interrupt: blocked_interrupts (offset 4)
+    // must be readable and irq_enabled (offset 0) not, which only a base
+    // that wraps around 4 GiB gives (base + 4 is GPA 0, all zero here).
+    let mut g = guest(|a| { init(a)?; hcall(a, 10, &[]) }, None);
+    assert_eq!(g.run(Duration::from_millis(20)), RunOutcome::Yield);
+    assert!(g.halted);
+    poison(&mut g, 0xFFFF_FFFC);
+    g.shared.raise_irq(1);
+    assert_eq!(death(&mut g), "Re-enabling interrupts");
+}
+
+#[test]
+fn writing_irq_pending_fails() {
+    // Interrupts off (irq_enabled 0) and unmasked: the host records that one
+    // is pending, at offset 0x14, past the limit.
+    let mut g = guest(
+        |a| {
+            init(a)?;
+            notify(a, 1)?;
+            let mut spin = a.create_label();
+            a.set_label(&mut spin)?;
+            a.jmp(spin)
+        },
+        None,
+    );
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    poison(&mut g, LIMIT - 8);
+    g.shared.raise_irq(1);
+    assert_eq!(death(&mut g), "Writing irq_pending");
+}
+
+#[test]
+fn writing_timestamp_fails() {
+    // Interrupts on and unmasked: after delivery (here to no handler) the
+    // host updates the time, at offset 0xC, past the limit.
+    let mut g = guest(
+        |a| {
+            init(a)?;
+            notify(a, 1)?;
+            let mut spin = a.create_label();
+            a.set_label(&mut spin)?;
+            a.jmp(spin)
+        },
+        None,
+    );
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    poison(&mut g, LIMIT - 12);
+    g.mem.write_u32(LIMIT - 12, 0x200).unwrap();
+    g.shared.raise_irq(1);
+    assert_eq!(death(&mut g), "Writing timestamp");
+}
+
+#[test]
+fn fetching_async_hypercalls_fails() {
+    // The status bytes (0x18..0x58) are readable and slot 0 is queued, but
+    // the slot itself (0x58..0x6C) is past the limit.
+    let mut g = guest(|a| { init(a)?; notify(a, 1)?; hcall(a, 0, &[]) }, None);
+    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    let base = LIMIT - 0x60;
+    poison(&mut g, base);
+    g.mem.write(base + ld::HCALL_STATUS, &[0xff; 64]).unwrap();
+    g.mem.write_u8(base + ld::HCALL_STATUS, 0).unwrap();
+    assert_eq!(death(&mut g), "Fetching async hypercalls");
 }

@@ -19,6 +19,8 @@ pub const LHCALL_SET_STACK: u32 = 7;
 pub const LHCALL_TS: u32 = 8;
 pub const LHCALL_SET_CLOCKEVENT: u32 = 9;
 pub const LHCALL_HALT: u32 = 10;
+/// PAE guests only: a page-directory (middle-level) entry changed.
+pub const LHCALL_SET_PMD: u32 = 13;
 pub const LHCALL_SET_PTE: u32 = 14;
 pub const LHCALL_SET_PGD: u32 = 15;
 pub const LHCALL_LOAD_TLS: u32 = 16;
@@ -27,7 +29,6 @@ pub const LHCALL_LOAD_GDT_ENTRY: u32 = 18;
 pub const LHCALL_SEND_INTERRUPTS: u32 = 19;
 
 pub const LGUEST_SHUTDOWN_RESTART: u32 = 2;
-pub const RESERVE_MEM: u32 = 0x0040_0000;
 pub const ASYNC_SLOTS: u32 = 64;
 
 /// H:1110 Run the pending synchronous hypercall, after the queued ones.
@@ -76,15 +77,19 @@ fn initialize_lguest_data(g: &mut Guest, addr: u32) {
     g.noirq_end = g.ld_read(ld::NOIRQ_END).unwrap_or(0);
     g.write_timestamp();
     g.kernel_address = g.ld_read(ld::KERNEL_ADDRESS).unwrap_or(0);
-    g.ld_write(ld::RESERVE_MEM, RESERVE_MEM, "bad guest page");
+    // The reserved top is 4 MiB with 2-level tables and 2 MiB with PAE
+    // (H:592); the kernel part must begin below it.
+    let mode = g.paging().mode();
+    g.ld_write(ld::RESERVE_MEM, mode.reserve_mem(), "bad guest page");
     let pgdir = g.paging().cr3();
     g.ld_write(ld::PGDIR, pgdir, "bad guest page");
-    if g.kernel_address >> 22 >= crate::mmu::SWITCHER_PGD_INDEX {
+    if g.kernel_address >= mode.switcher_base() {
         let k = g.kernel_address;
         g.kill(format!("bad kernel address {k:#x}"));
         return;
     }
-    g.paging().shadows.kernel_pgd_index = g.kernel_address >> 22;
+    let k = g.kernel_address;
+    g.paging().shadows.set_kernel_address(k);
     crate::mmu::full_flush(g);
 }
 
@@ -155,11 +160,15 @@ pub fn do_hcall(g: &mut Guest, a: [u32; 5]) {
             };
         }
         LHCALL_HALT => g.halted = true,
-        LHCALL_SET_PTE => set_pte(g, a[1], a[2], a[3]),
+        LHCALL_SET_PTE => set_pte(g, a[1], a[2], a[3], a[4]),
         LHCALL_SET_PGD => {
             g.paging().shadows.set_pgd(a[1], a[2]);
             g.cpu.tlb.flush();
         }
+        // A PAE guest changed a middle-level entry: lguest threw every
+        // shadow away rather than track which ones used it.  A 2-level
+        // guest has no middle level, and this number is a bad hypercall.
+        LHCALL_SET_PMD if g.paging().is_pae() => crate::mmu::full_flush(g),
         LHCALL_LOAD_TLS => load_tls(g, a[1]),
         LHCALL_NOTIFY => g.pending_notify = a[1],
         LHCALL_LOAD_GDT_ENTRY => {
@@ -170,14 +179,15 @@ pub fn do_hcall(g: &mut Guest, a: [u32; 5]) {
             crate::segments::load_gdt_entry(&mut g.cpu, a[1] as usize, a[2], a[3]);
             refresh(g);
         }
-        // M:140 Exercise: add a hypercall.  Pick a free number (3, 11-13
-        // and 20 up are unused), give it an arm above, and call it from the
-        // demo guest with hcall() (G:114); rust/host_tests.rs shows how to
-        // test it with a few guest instructions assembled in Rust, without
-        // the demo guest.  Until then an unknown number
-        // lands here and the guest dies, because there is no way to return
-        // an error to it.  Then ask whether it should be queued in the
-        // asynchronous ring (H:1130) or must be synchronous.
+        // M:140 Exercise: add a hypercall.  Pick a free number (3, 11, 12
+        // and 20 up are unused; 13 is SET_PMD for PAE guests), give it an
+        // arm above, and call it from the demo guest with hcall() (G:114);
+        // rust/host_tests.rs shows how to test it with a few guest
+        // instructions assembled in Rust, without the demo guest.  Until
+        // then an unknown number lands here and the guest dies, because
+        // there is no way to return an error to it.  Then ask whether it
+        // should be queued in the asynchronous ring (H:1130) or must be
+        // synchronous.
         n => g.kill(format!("Bad hypercall {}", n as i32)),
     }
 }
@@ -260,9 +270,10 @@ fn new_pgtable(g: &mut Guest, top: u32) {
     }
 }
 
-fn set_pte(g: &mut Guest, top: u32, va: u32, pte: u32) {
+/// SET_PTE: the fourth argument is a PAE entry's high word.
+fn set_pte(g: &mut Guest, top: u32, va: u32, lo: u32, hi: u32) {
     let mem = g.mem.clone();
-    if let Err(why) = g.paging().shadows.set_pte(&mem, top, va, pte) {
+    if let Err(why) = g.paging().shadows.set_pte(&mem, top, va, lo, hi) {
         g.kill(why);
         return;
     }

@@ -19,7 +19,7 @@ use crate::cpu::mem::Mmu;
 use crate::cpu::state::{Cpu, Exit, Fault, SegReg, EVENT_DMA, EVENT_IRQ, EVENT_STOP};
 use crate::interrupts::IdtEntry;
 use crate::memory::GuestMemory;
-use crate::mmu::{Paging, KILL_VECTOR};
+use crate::mmu::{Paging, PagingMode, KILL_VECTOR};
 use crate::notify::NotifyMap;
 use crate::segments;
 
@@ -228,15 +228,17 @@ impl Guest {
     /// guest's first page tables (H:530), then the GDT (H:810) and the
     /// registers the guest starts with (G:100): ring 1, flat segments,
     /// EFLAGS 0x202, EIP at the kernel's entry point and everything else
-    /// zero.
-    pub fn initialize(&mut self, pfn_limit: u32, start: u32) -> Result<(), String> {
+    /// zero.  `mode` says which page-table layout the guest kernel was
+    /// built for: the original host was compiled for one, we are told
+    /// (H:592), and the guest cannot ask.
+    pub fn initialize(&mut self, pfn_limit: u32, start: u32, mode: PagingMode) -> Result<(), String> {
         let limit = (pfn_limit as u64) * 4096;
         if limit == 0 || limit > self.mem.len() as u64 {
             return Err(format!("pfn_limit {pfn_limit:#x} is outside the guest's {} bytes of memory", self.mem.len()));
         }
         self.mem.set_limit(limit as u32);
-        let pgdir = crate::mmu::setup_initial_pagetables(&self.mem)?;
-        self.paging().shadows.set_initial(pgdir);
+        let pgdir = crate::mmu::setup_initial_pagetables(&self.mem, mode)?;
+        self.paging().reset(mode, pgdir);
         let cpu = &mut self.cpu;
         segments::setup_initial_gdt(cpu);
         cpu.cpl = 1;

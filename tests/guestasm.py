@@ -131,16 +131,17 @@ def build(body: str) -> bytes:
         return elf.read_bytes()
 
 
-def boot(elf: bytes, ram: int = RAM) -> Lguest:
-    """Load ``elf`` like the Launcher loads a vmlinux; return an initialized Lguest."""
+def boot(elf: bytes, ram: int = RAM, *, pae: bool = False) -> Lguest:
+    """Load ``elf`` like the Launcher loads a vmlinux; return an initialized Lguest
+    (with PAE page tables if ``pae``)."""
     from lguest import _core
 
     lg = _core.Lguest(ram)
     info = lguest_boot.load_guest(lg.mem, ram, elf, "test-guest")
-    lg.initialize(ram // 4096, info.kernel.entry)
+    lg.initialize(ram // 4096, info.kernel.entry, pae=pae)
     return lg
 
 
-def guest(body: str, ram: int = RAM) -> Lguest:
-    """``boot(build(body))``."""
-    return boot(build(body), ram)
+def guest(body: str, ram: int = RAM, *, pae: bool = False) -> Lguest:
+    """``boot(build(body), ram, pae=pae)``."""
+    return boot(build(body), ram, pae=pae)

@@ -54,6 +54,7 @@ class FakeLguest:
         self.size = memory
         self._backing = bytearray(memory)
         self.initialized: tuple[int, int] | None = None
+        self.pae: bool | None = None
         self.boot_params_at_init: bytes | None = None
         self.steps = iter(list(FakeLguest.script))
         self.runs = 0
@@ -63,9 +64,10 @@ class FakeLguest:
     def mem(self) -> memoryview:
         return memoryview(self._backing)
 
-    def initialize(self, pfn_limit: int, start: int) -> None:
+    def initialize(self, pfn_limit: int, start: int, *, pae: bool = False) -> None:
         assert self.initialized is None
         self.initialized = (pfn_limit, start)
+        self.pae = pae
         self.boot_params_at_init = bytes(self._backing[:4096])
 
     def run(self) -> int:
@@ -150,6 +152,13 @@ def test_boot_initializes_with_pfn_limit_and_entry(
     assert struct.unpack_from("<QQI", guest.boot_params_at_init, 0x2D0) == (0, 16 * MiB, 1)
     assert bytes(guest.mem[0x1000:0x1006]) == b"hello\0"
     assert launcher.boot_info is not None and launcher.boot_info.kernel.entry == 0x100004
+
+
+@pytest.mark.parametrize("pae", [False, True])
+def test_boot_passes_the_paging_mode(fake_core: type[FakeLguest], kernel: Path, pae: bool) -> None:
+    Launcher(kernel, memory=16, output=io.BytesIO(), pae=pae).boot()
+    (guest,) = fake_core.instances
+    assert guest.pae is pae
 
 
 def test_boot_twice_is_an_error(fake_core: type[FakeLguest], kernel: Path) -> None:

@@ -95,10 +95,12 @@ class Lguest:
     def mem(self) -> memoryview: ...
     @property
     def size(self) -> int: ...
-    def initialize(self, pfn_limit: int, start: int) -> None:
+    def initialize(self, pfn_limit: int, start: int, *, pae: bool = False) -> None:
         """LHREQ_INITIALIZE: build the initial page tables and registers; boot_params must
-        already be in memory.  Once only: OSError(EBUSY) afterwards, even for a dead guest;
-        OSError(EFAULT) if pfn_limit is 0 or beyond the allocated memory."""
+        already be in memory.  ``pae`` selects PAE (three-level, 64-bit) page tables for a
+        kernel built with CONFIG_X86_PAE; the default is the 2-level format.  Once only:
+        OSError(EBUSY) afterwards, even for a dead guest; OSError(EFAULT) if pfn_limit is 0
+        or beyond the allocated memory."""
     def run(self) -> int:
         """The original's read(): run the guest with the GIL released until it NOTIFYs an
         address no eventfd claims, and return that address.  Raises GuestDied (errno ENOENT,

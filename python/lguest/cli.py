@@ -83,7 +83,8 @@ RUN_EPILOG = f"""\
 KERNEL is an i386 vmlinux (ELF) or bzImage built with lguest guest support
 (the 2.6.32 ABI); without it the demo guest that ships with lguest runs.
 The words after KERNEL form the kernel command line; put "--" before them
-if one of them starts with "-".
+if one of them starts with "-".  A kernel built with CONFIG_X86_PAE needs
+--pae: lguest cannot tell which page-table format a kernel uses.
 
 devices:
   --block FILE[,ro]    a disk on the raw image FILE; ",ro" makes it read-only
@@ -99,6 +100,7 @@ examples:
   lguest run
   lguest run -m 256 vmlinux root=/dev/vda
   lguest run bzImage --initrd initrd.img -- -v rdinit=/bin/sh
+  lguest run --pae -m 128 bzImage-pae --initrd initrd.img -- console=hvc0
   lguest run --block disk.img --block cd.iso,ro --tunnet 192.168.19.1 vmlinux
 
 exit status:
@@ -198,6 +200,11 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="guest RAM in MiB (default: %(default)s)",
     )
     run.add_argument("--initrd", metavar="FILE", help="load FILE as the initial RAM disk")
+    run.add_argument(
+        "--pae",
+        action="store_true",
+        help="the kernel was built with CONFIG_X86_PAE: use PAE (3-level) page tables",
+    )
     run.set_defaults(devices=[])
     run.add_argument(
         "--block",
@@ -381,6 +388,7 @@ def run_command(args: argparse.Namespace, kernel_args: Sequence[str]) -> int:
                 " ".join(kernel_args),
                 args.initrd,
                 output=sys.stdout.buffer,
+                pae=args.pae,
             )
             launcher.prepare()
             bus = LguestBus(build_devices(args.devices))

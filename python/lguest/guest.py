@@ -132,6 +132,10 @@ class Guest:
     ``devices``
         Devices to add, in order (more can be added with the ``add_*``
         methods before the guest boots).
+    ``pae``
+        The kernel was built with ``CONFIG_X86_PAE`` (three-level page tables
+        with 64-bit entries).  lguest cannot tell from the image; a mismatch
+        makes the guest fail early in its boot.
     """
 
     def __init__(
@@ -144,11 +148,14 @@ class Guest:
         output: BinaryIO | None = None,
         input: int | IO[bytes] | IO[str] | None = None,
         devices: Sequence[Device] = (),
+        pae: bool = False,
     ) -> None:
         self._log = ConsoleLog(output)
         self._bus = LguestBus(devices)
         stream = cast(BinaryIO, self._log)
-        self._launcher = Launcher(kernel, memory, cmdline, initrd, output=stream, bus=self._bus)
+        self._launcher = Launcher(
+            kernel, memory, cmdline, initrd, output=stream, bus=self._bus, pae=pae
+        )
         try:
             self._launcher.prepare()
             #: The console device (always present, and last on the bus).

@@ -160,7 +160,8 @@ class Launcher:
     :meth:`boot` allocates the guest and initialises it; :meth:`run` boots if
     needed and runs the guest until it dies.  Early console output goes to
     ``output`` (default: the process's standard output), flushed after each
-    write.
+    write.  ``pae=True`` is for kernels built with CONFIG_X86_PAE: the core
+    then builds and shadows PAE page tables (there is no way to detect it).
     """
 
     def __init__(
@@ -172,8 +173,11 @@ class Launcher:
         *,
         output: BinaryIO | None = None,
         bus: Bus | None = None,
+        pae: bool = False,
     ) -> None:
         self.kernel = kernel
+        #: Whether the kernel uses PAE page tables (tells the core at initialize).
+        self.pae = pae
         self.cmdline = cmdline
         self.initrd = initrd
         self.output: BinaryIO = output if output is not None else sys.stdout.buffer
@@ -279,8 +283,13 @@ class Launcher:
                 "%s: initrd at %#x, %d bytes", initrd_name, info.initrd.address, info.initrd.size
             )
         log.debug("command line: %r", info.command_line.decode("utf-8", "replace"))
-        log.debug("initialize: pfn_limit %#x, start %#x", layout.pfn_limit, info.kernel.entry)
-        lguest.initialize(layout.pfn_limit, info.kernel.entry)
+        log.debug(
+            "initialize: pfn_limit %#x, start %#x%s",
+            layout.pfn_limit,
+            info.kernel.entry,
+            ", PAE page tables" if self.pae else "",
+        )
+        lguest.initialize(layout.pfn_limit, info.kernel.entry, pae=self.pae)
         self.lguest = lguest
         self._mem = lguest.mem
         self.boot_info = info

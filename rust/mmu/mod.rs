@@ -17,11 +17,13 @@
 // host's fix-up.  Up to four shadow page directories are cached, one per
 // recently used guest address space, like the original's.
 
+mod pae;
 mod shadow;
 
 use std::sync::Arc;
 
-pub use shadow::{Shadows, SLOTS};
+pub use pae::Pae;
+pub use shadow::{TwoLevel, SLOTS};
 
 use crate::cpu::mem::{Access, Translation};
 use crate::cpu::state::Fault;
@@ -31,6 +33,8 @@ use crate::memory::GuestMemory;
 pub const SWITCHER_BASE: u32 = 0xFFC0_0000;
 /// Top-level index of the reserved region.
 pub const SWITCHER_PGD_INDEX: u32 = SWITCHER_BASE >> 22;
+/// What LGUEST_INIT tells a 2-level guest to keep clear at the top.
+pub const RESERVE_MEM: u32 = 0x0040_0000;
 
 pub const P: u32 = 0x001;
 pub const RW: u32 = 0x002;
@@ -43,6 +47,154 @@ pub const G: u32 = 0x100;
 /// A pseudo-vector: the access could not be completed because the guest must
 /// die.  The reason is left in `Paging::death`.
 pub const KILL_VECTOR: u8 = 0xFF;
+
+/// The page-table layout a guest uses, fixed at LHREQ_INITIALIZE.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PagingMode {
+    /// Two levels of 32-bit entries (the default, and 2.6.32's advice).
+    #[default]
+    TwoLevel,
+    /// PAE: three levels of 64-bit entries (H:592).
+    Pae,
+}
+
+impl PagingMode {
+    /// Where the reserved top of every address space begins.
+    pub fn switcher_base(self) -> u32 {
+        match self {
+            PagingMode::TwoLevel => SWITCHER_BASE,
+            PagingMode::Pae => pae::SWITCHER_BASE,
+        }
+    }
+
+    /// The size of that region, which LGUEST_INIT writes into lguest_data.
+    pub fn reserve_mem(self) -> u32 {
+        match self {
+            PagingMode::TwoLevel => RESERVE_MEM,
+            PagingMode::Pae => pae::RESERVE_MEM,
+        }
+    }
+}
+
+/// H:555 The shadow cache in one layout or the other.  The host's callers
+/// (hypercalls, the stack pinning, `translate`) do not care which; each
+/// method below passes the call on.  The choice costs one well-predicted
+/// branch per TLB miss, and the 2-level code behind it is unchanged.
+pub enum Shadows {
+    TwoLevel(TwoLevel),
+    Pae(Pae),
+}
+
+impl Shadows {
+    /// A fresh cache whose slot 0 mirrors the top-level table at `initial`.
+    pub fn new(mode: PagingMode, initial: u32) -> Self {
+        match mode {
+            PagingMode::TwoLevel => Shadows::TwoLevel(TwoLevel::new(initial)),
+            PagingMode::Pae => Shadows::Pae(Pae::new(initial)),
+        }
+    }
+
+    pub fn mode(&self) -> PagingMode {
+        match self {
+            Shadows::TwoLevel(_) => PagingMode::TwoLevel,
+            Shadows::Pae(_) => PagingMode::Pae,
+        }
+    }
+
+    #[inline]
+    pub fn lookup(&self, lin: u32, write: bool, user: bool) -> Result<u32, u32> {
+        match self {
+            Shadows::TwoLevel(s) => s.lookup(lin, write, user),
+            Shadows::Pae(s) => s.lookup(lin, write, user),
+        }
+    }
+
+    pub fn demand_page(&mut self, mem: &GuestMemory, va: u32, err: u32) -> Fixup {
+        match self {
+            Shadows::TwoLevel(s) => s.demand_page(mem, va, err),
+            Shadows::Pae(s) => s.demand_page(mem, va, err),
+        }
+    }
+
+    pub fn current_key(&self) -> u32 {
+        match self {
+            Shadows::TwoLevel(s) => s.current_key(),
+            Shadows::Pae(s) => s.current_key(),
+        }
+    }
+
+    pub fn current_slot(&self) -> usize {
+        match self {
+            Shadows::TwoLevel(s) => s.current_slot(),
+            Shadows::Pae(s) => s.current_slot(),
+        }
+    }
+
+    pub fn keys(&self) -> Vec<Option<u32>> {
+        match self {
+            Shadows::TwoLevel(s) => s.keys(),
+            Shadows::Pae(s) => s.keys(),
+        }
+    }
+
+    /// Shadow fills so far (for tests and benchmarks).
+    pub fn fills(&self) -> u64 {
+        match self {
+            Shadows::TwoLevel(s) => s.fills,
+            Shadows::Pae(s) => s.fills,
+        }
+    }
+
+    /// lguest_data.kernel_address, read at LGUEST_INIT: where the part of
+    /// every address space that all of them share begins.
+    pub fn set_kernel_address(&mut self, addr: u32) {
+        match self {
+            Shadows::TwoLevel(s) => s.kernel_pgd_index = addr >> 22,
+            Shadows::Pae(s) => s.set_kernel_address(addr),
+        }
+    }
+
+    pub fn maps_writable(&self, va: u32) -> bool {
+        self.lookup(va, true, false).is_ok()
+    }
+
+    pub fn switch_to(&mut self, key: u32) -> bool {
+        match self {
+            Shadows::TwoLevel(s) => s.switch_to(key),
+            Shadows::Pae(s) => s.switch_to(key),
+        }
+    }
+
+    pub fn flush_user(&mut self) {
+        match self {
+            Shadows::TwoLevel(s) => s.flush_user(),
+            Shadows::Pae(s) => s.flush_user(),
+        }
+    }
+
+    pub fn flush_all(&mut self) {
+        match self {
+            Shadows::TwoLevel(s) => s.flush_all(),
+            Shadows::Pae(s) => s.flush_all(),
+        }
+    }
+
+    /// SET_PTE(top, va, low word, high word): a 2-level entry is the low
+    /// word alone; a PAE entry is both.
+    pub fn set_pte(&mut self, mem: &GuestMemory, top: u32, va: u32, lo: u32, hi: u32) -> Result<(), String> {
+        match self {
+            Shadows::TwoLevel(s) => s.set_pte(mem, top, va, lo),
+            Shadows::Pae(s) => s.set_pte(mem, top, va, ((hi as u64) << 32) | lo as u64),
+        }
+    }
+
+    pub fn set_pgd(&mut self, top: u32, idx: u32) {
+        match self {
+            Shadows::TwoLevel(s) => s.set_pgd(top, idx),
+            Shadows::Pae(s) => s.set_pgd(top, idx),
+        }
+    }
+}
 
 pub struct Paging {
     pub mem: Arc<GuestMemory>,
@@ -60,8 +212,28 @@ pub enum Fixup {
 }
 
 impl Paging {
+    /// 2-level paging with slot 0 keyed by `cr3`.
     pub fn new(mem: Arc<GuestMemory>, cr3: u32) -> Self {
-        Paging { mem, shadows: Shadows::new(cr3), death: None }
+        Self::with_mode(mem, PagingMode::TwoLevel, cr3)
+    }
+
+    pub fn with_mode(mem: Arc<GuestMemory>, mode: PagingMode, cr3: u32) -> Self {
+        Paging { mem, shadows: Shadows::new(mode, cr3), death: None }
+    }
+
+    /// Start over in `mode` from the top-level table at `cr3`
+    /// (LHREQ_INITIALIZE).
+    pub fn reset(&mut self, mode: PagingMode, cr3: u32) {
+        self.shadows = Shadows::new(mode, cr3);
+        self.death = None;
+    }
+
+    pub fn mode(&self) -> PagingMode {
+        self.shadows.mode()
+    }
+
+    pub fn is_pae(&self) -> bool {
+        self.mode() == PagingMode::Pae
     }
 
     /// Guest-physical address of the current guest top-level table.
@@ -107,6 +279,9 @@ impl Paging {
     /// updates; an unmapped address kills the guest.
     pub fn gva_to_gpa(&mut self, gva: u32) -> Result<u32, String> {
         let top = self.cr3();
+        if self.is_pae() {
+            return pae::gva_to_gpa(&self.mem, top, gva);
+        }
         let pde = self.mem.read_u32((top & !0xfff) + (gva >> 22) * 4).map_err(|e| e.to_string())?;
         if pde & P == 0 {
             return Err(format!("Bad address {gva:#x}"));
@@ -122,8 +297,9 @@ impl Paging {
 /// H:530 The page tables the 2.6.32 host built for a guest before its first
 /// instruction, just below the initrd: every page of RAM mapped twice, at its
 /// own address and at 0xC0000000 above it, present, writable and
-/// user-accessible.  Returns the page directory's guest-physical address.
-pub fn setup_initial_pagetables(mem: &GuestMemory) -> Result<u32, String> {
+/// user-accessible.  Returns the top-level table's guest-physical address.
+/// This is the 2-level format; a PAE guest gets H:594's.
+pub fn setup_initial_pagetables(mem: &GuestMemory, mode: PagingMode) -> Result<u32, String> {
     // boot_params: e820_map[0].size (u64 at 0x2D0 + 8), hdr.ramdisk_size (0x21C).
     let mem_size = mem.read_u32(0x2D0 + 8).map_err(|e| e.to_string())?;
     let mem_size_hi = mem.read_u32(0x2D0 + 12).map_err(|e| e.to_string())?;
@@ -133,6 +309,9 @@ pub fn setup_initial_pagetables(mem: &GuestMemory) -> Result<u32, String> {
     }
     if ramdisk % 4096 != 0 || ramdisk >= mem_size {
         return Err(format!("boot_params ramdisk size {ramdisk:#x} is not page aligned or too large"));
+    }
+    if mode == PagingMode::Pae {
+        return pae::setup_initial_pagetables(mem, mem_size, ramdisk);
     }
     let pages = mem_size / 4096;
     let pt_pages = pages.div_ceil(1024);
@@ -239,13 +418,14 @@ mod properties {
     //! H:545 The promise that matters most: whatever the guest puts in its
     //! page tables and whatever page-table hypercalls it makes, no
     //! translation ever leads outside the guest's memory, and nothing panics.
+    //! Both layouts must keep it.
     use super::*;
     use proptest::prelude::*;
 
     #[derive(Clone, Debug)]
     enum Op {
         Poke(u32, u32),
-        SetPte(u32, u32, u32),
+        SetPte(u32, u32, u32, u32),
         SetPgd(u32, u32),
         Switch(u32),
         FlushUser,
@@ -257,46 +437,70 @@ mod properties {
 
     fn op() -> impl Strategy<Value = Op> {
         // Addresses are drawn so that many land on real tables; values are
-        // arbitrary 32-bit words, including frames far beyond memory.
+        // arbitrary 32-bit words, including frames far beyond memory, or
+        // entries that name a real frame with arbitrary flags.  A PAE
+        // entry's high word is mostly zero, sometimes anything.
         let addr = prop_oneof![0u32..PAGES * 4096, any::<u32>()];
+        let value = prop_oneof![any::<u32>(), (0u32..PAGES, 0u32..0x1000).prop_map(|(f, fl)| (f << 12) | fl)];
+        let high = prop_oneof![3 => Just(0u32), 1 => any::<u32>()];
         prop_oneof![
-            (0u32..PAGES * 1024, any::<u32>()).prop_map(|(w, v)| Op::Poke(w * 4, v)),
-            (addr.clone(), any::<u32>(), any::<u32>()).prop_map(|(t, va, v)| Op::SetPte(t & !0xfff, va, v)),
-            (addr.clone(), 0u32..1100).prop_map(|(t, i)| Op::SetPgd(t & !0xfff, i)),
-            addr.clone().prop_map(|t| Op::Switch(t & !0xfff)),
+            (0u32..PAGES * 1024, value.clone()).prop_map(|(w, v)| Op::Poke(w * 4, v)),
+            (addr.clone(), any::<u32>(), value, high).prop_map(|(t, va, v, h)| Op::SetPte(t, va, v, h)),
+            (addr.clone(), 0u32..1100).prop_map(|(t, i)| Op::SetPgd(t, i)),
+            addr.clone().prop_map(Op::Switch),
             Just(Op::FlushUser),
             Just(Op::FlushAll),
             (any::<u32>(), any::<bool>(), any::<bool>()).prop_map(|(a, w, u)| Op::Access(a, w, u)),
         ]
     }
 
+    fn check(mode: PagingMode, ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let mem = Arc::new(GuestMemory::new((PAGES * 4096) as usize).unwrap());
+        let mut p = Paging::with_mode(mem.clone(), mode, 0);
+        p.shadows.set_kernel_address(0xC000_0000);
+        // Top-level tables are page aligned in 2-level mode and 32-byte
+        // aligned with PAE.
+        let align = if mode == PagingMode::Pae { !0x1f } else { !0xfff };
+        for op in ops {
+            match op {
+                Op::Poke(a, v) => mem.write_u32(a, v).unwrap(),
+                Op::SetPte(t, va, lo, hi) => {
+                    let _ = p.shadows.set_pte(&mem, t & align, va, lo, hi);
+                }
+                Op::SetPgd(t, i) => p.shadows.set_pgd(t & align, i),
+                Op::Switch(t) => {
+                    p.shadows.switch_to(t & align);
+                }
+                Op::FlushUser => p.shadows.flush_user(),
+                // FLUSH_TLB(1), and in PAE mode also SET_PMD.
+                Op::FlushAll => p.shadows.flush_all(),
+                Op::Access(a, w, u) => {
+                    let acc = if w { Access::Write } else { Access::Read };
+                    p.death = None;
+                    if let Ok(t) = p.translate(a, acc, u) {
+                        prop_assert!(mem.check(t.phys, 4096), "frame {:#x} outside memory", t.phys);
+                        let base = mem.as_ptr() as usize;
+                        let host = t.host as usize;
+                        prop_assert!(host >= base && host + 4096 <= base + mem.len());
+                    }
+                    // The host's own walk never panics either.
+                    let _ = p.gva_to_gpa(a);
+                }
+            }
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
         #[test]
         fn translations_stay_inside_guest_memory(ops in proptest::collection::vec(op(), 1..200)) {
-            let mem = Arc::new(GuestMemory::new((PAGES * 4096) as usize).unwrap());
-            let mut p = Paging::new(mem.clone(), 0);
-            p.shadows.kernel_pgd_index = 768;
-            for op in ops {
-                match op {
-                    Op::Poke(a, v) => mem.write_u32(a, v).unwrap(),
-                    Op::SetPte(t, va, v) => { let _ = p.shadows.set_pte(&mem, t, va, v); }
-                    Op::SetPgd(t, i) => p.shadows.set_pgd(t, i),
-                    Op::Switch(t) => { p.shadows.switch_to(t); }
-                    Op::FlushUser => p.shadows.flush_user(),
-                    Op::FlushAll => p.shadows.flush_all(),
-                    Op::Access(a, w, u) => {
-                        let acc = if w { Access::Write } else { Access::Read };
-                        p.death = None;
-                        if let Ok(t) = p.translate(a, acc, u) {
-                            prop_assert!(mem.check(t.phys, 4096), "frame {:#x} outside memory", t.phys);
-                            let base = mem.as_ptr() as usize;
-                            let host = t.host as usize;
-                            prop_assert!(host >= base && host + 4096 <= base + mem.len());
-                        }
-                    }
-                }
-            }
+            check(PagingMode::TwoLevel, ops)?;
+        }
+
+        #[test]
+        fn translations_stay_inside_guest_memory_pae(ops in proptest::collection::vec(op(), 1..200)) {
+            check(PagingMode::Pae, ops)?;
         }
     }
 }

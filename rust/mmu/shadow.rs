@@ -16,15 +16,6 @@ const ENTRIES: usize = 1024;
 /// Flags allowed in a guest page-directory entry (P, RW, US, A, D).
 const PDE_ALLOWED: u32 = 0x067;
 
-// M:110 Exercise: PAE.  A 2.6.32 guest built with more than 4 GiB of
-// memory in mind uses three-level page tables with 64-bit entries, and it
-// also wants the NX bit.  Everything here assumes the 2-level layout: a
-// slot is one 1024-entry directory, and `lookup` and `demand_page` walk
-// two levels of 32-bit entries.  A PAE shadow needs a four-entry top level
-// per slot, 512-entry tables of u64, the same demand filling one level
-// deeper, and CPUID (H:640) must start advertising PAE.  The Launcher
-// already leaves room for PAE's initial tables (`page_table_reserve` in
-// boot.py), and lguest's own PAE support is the map to follow.
 struct Slot {
     /// GPA of the guest page directory this slot mirrors; None = never used.
     key: Option<u32>,
@@ -38,7 +29,7 @@ impl Slot {
     }
 }
 
-pub struct Shadows {
+pub struct TwoLevel {
     slots: Vec<Slot>,
     current: usize,
     /// Shadow page tables; index `i` is referenced as `(i + 1) << 12`.
@@ -53,12 +44,12 @@ pub struct Shadows {
     pub switches: u64,
 }
 
-impl Shadows {
+impl TwoLevel {
     /// Slot 0 starts with the host-built initial page directory, current.
     pub fn new(initial: u32) -> Self {
         let mut slots: Vec<Slot> = (0..SLOTS).map(|_| Slot::blank(None)).collect();
         slots[0].key = Some(initial);
-        Shadows { slots, current: 0, pool: Vec::new(), free: Vec::new(), kernel_pgd_index: SWITCHER_PGD_INDEX, rng: 0x2545_F491, fills: 0, switches: 0 }
+        TwoLevel { slots, current: 0, pool: Vec::new(), free: Vec::new(), kernel_pgd_index: SWITCHER_PGD_INDEX, rng: 0x2545_F491, fills: 0, switches: 0 }
     }
 
     pub fn current_key(&self) -> u32 {
@@ -71,13 +62,6 @@ impl Shadows {
 
     pub fn keys(&self) -> Vec<Option<u32>> {
         self.slots.iter().map(|s| s.key).collect()
-    }
-
-    /// Reset slot 0 to a new key (LHREQ_INITIALIZE).
-    pub fn set_initial(&mut self, key: u32) {
-        self.flush_all();
-        self.slots[0].key = Some(key);
-        self.current = 0;
     }
 
     fn alloc_page(&mut self) -> u32 {
@@ -227,10 +211,7 @@ impl Shadows {
             self.current = i;
             return false;
         }
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 17;
-        self.rng ^= self.rng << 5;
-        let i = (self.rng as usize) % SLOTS;
+        let i = pick_slot(&mut self.rng);
         let blank = self.slots[i].key.is_none();
         if blank {
             self.slots[i].key = Some(key);
@@ -308,6 +289,16 @@ impl Shadows {
     }
 }
 
+/// The slot a new address space takes: uniformly at random among all of
+/// them, as lguest chose (an xorshift generator is random enough for that).
+/// Both page-table layouts (this one and PAE's, H:592) use it.
+pub(super) fn pick_slot(rng: &mut u32) -> usize {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 17;
+    *rng ^= *rng << 5;
+    (*rng as usize) % SLOTS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,7 +315,7 @@ mod tests {
 
     #[test]
     fn switching_keeps_four_slots() {
-        let mut s = Shadows::new(0x1000);
+        let mut s = TwoLevel::new(0x1000);
         let mut seen = std::collections::HashSet::new();
         for k in 0..20u32 {
             s.switch_to(0x10000 + k * 0x1000);
@@ -338,7 +329,7 @@ mod tests {
     #[test]
     fn set_pte_reaches_every_slot_for_kernel_addresses() {
         let m = mem();
-        let mut s = Shadows::new(0x1000);
+        let mut s = TwoLevel::new(0x1000);
         s.kernel_pgd_index = 768;
         // Fill the kernel mapping in slot 0 and in a second slot.
         assert_eq!(s.demand_page(&m, 0xC000_5000, 0), Fixup::Fixed);
@@ -355,7 +346,7 @@ mod tests {
     #[test]
     fn set_pgd_and_flush_user() {
         let m = mem();
-        let mut s = Shadows::new(0x1000);
+        let mut s = TwoLevel::new(0x1000);
         s.kernel_pgd_index = 768;
         assert_eq!(s.demand_page(&m, 0x5000, 0), Fixup::Fixed);
         assert_eq!(s.demand_page(&m, 0xC000_5000, 0), Fixup::Fixed);
@@ -370,7 +361,7 @@ mod tests {
     fn reserved_region_kills() {
         let m = mem();
         m.write_u32(0x1000 + 4 * 1023, 0x2000 | P | RW).unwrap();
-        let mut s = Shadows::new(0x1000);
+        let mut s = TwoLevel::new(0x1000);
         assert_eq!(s.demand_page(&m, 0xFFC0_1000, 0), Fixup::Kill("attempt to access switcher pages".into()));
         assert!(s.set_pte(&m, 0x1000, 0xFFC0_0000, 0).is_err());
     }

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 use crate::lguest::{Death, Guest, RunOutcome, Shared, ERESTART};
 use crate::memory::GuestMemory;
+use crate::mmu::PagingMode;
 use crate::notify::NotifyMap;
 
 pyo3::create_exception!(_core, GuestDied, PyOSError, "The guest is dead; `reason` says why, `restart` whether it asked to reboot.");
@@ -89,7 +90,9 @@ impl Lguest {
     }
 
     /// LHREQ_INITIALIZE: once per object; EBUSY afterwards, dead or alive.
-    fn initialize(&self, pfn_limit: u32, start: u32) -> PyResult<()> {
+    /// `pae` picks the guest's page-table layout (H:592).
+    #[pyo3(signature = (pfn_limit, start, *, pae=false))]
+    fn initialize(&self, pfn_limit: u32, start: u32, pae: bool) -> PyResult<()> {
         if self.state.load(Ordering::Acquire) != STATE_NEW {
             return Err(os_error(libc::EBUSY, "the guest is already initialized"));
         }
@@ -97,7 +100,8 @@ impl Lguest {
         if g.initialized {
             return Err(os_error(libc::EBUSY, "the guest is already initialized"));
         }
-        g.initialize(pfn_limit, start).map_err(|e| os_error(libc::EFAULT, e))?;
+        let mode = if pae { PagingMode::Pae } else { PagingMode::TwoLevel };
+        g.initialize(pfn_limit, start, mode).map_err(|e| os_error(libc::EFAULT, e))?;
         self.state.store(STATE_READY, Ordering::Release);
         Ok(())
     }

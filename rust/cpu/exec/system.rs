@@ -349,32 +349,41 @@ pub fn store_descriptor_regs(cpu: &mut Cpu, d: &DInsn) -> R {
 
 // H:640 The processor we pretend to be.  CPUID answers come from one table so
 // that the guest sees a consistent machine: we advertise only what the
-// interpreter executes (no APIC, no MSRs, no SYSENTER, no NX, no PAE yet).
+// interpreter executes (no APIC, no MSRs, no SYSENTER, no NX).  PAE is a
+// property of the paging unit, and ours walks PAE tables only for a guest
+// initialized in PAE mode (H:592), so only that guest is told about it; the
+// answer comes from the `Mmu`, which keeps the processor state itself
+// unchanged.  A PAE Linux guest checks this bit at boot and stops if it is
+// missing.
 pub const CPUID_VENDOR: &[u8; 12] = b"LguestInterp";
 /// Leaf 1 EDX: TSC, CX8, CMOV, plus FPU/MMX/FXSR/SSE/SSE2 once `fpu` says it
-/// implements them.
-pub fn cpuid_leaf1_edx() -> u32 {
+/// implements them, and PAE when the paging unit does.
+pub fn cpuid_leaf1_edx(pae: bool) -> u32 {
     let mut edx = (1 << 4) | (1 << 8) | (1 << 15);
     if crate::cpu::fpu::IMPLEMENTED {
         edx |= 1 | (1 << 23) | (1 << 24) | (1 << 25) | (1 << 26);
     }
+    if pae {
+        edx |= 1 << 6;
+    }
     edx
 }
 
-pub fn cpuid_values(leaf: u32) -> [u32; 4] {
+pub fn cpuid_values(leaf: u32, pae: bool) -> [u32; 4] {
     let v = CPUID_VENDOR;
     let w = |i: usize| u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]]);
     match leaf {
         0 => [1, w(0), w(8), w(4)],
         // Family 6, model 0x0f, stepping 1; no brand, one logical CPU.
-        1 => [0x0000_06f1, 0x0001_0800, 0, cpuid_leaf1_edx()],
+        1 => [0x0000_06f1, 0x0001_0800, 0, cpuid_leaf1_edx(pae)],
         0x8000_0000 => [0x8000_0000, 0, 0, 0],
         _ => [0, 0, 0, 0],
     }
 }
 
 pub fn cpuid(cpu: &mut Cpu, _: &DInsn) -> R {
-    let [a, b, c, dx] = cpuid_values(cpu.regs[EAX]);
+    let pae = matches!(&cpu.mmu, Mmu::Paged(p) if p.is_pae());
+    let [a, b, c, dx] = cpuid_values(cpu.regs[EAX], pae);
     cpu.regs[EAX] = a;
     cpu.regs[EBX] = b;
     cpu.regs[ECX] = c;
