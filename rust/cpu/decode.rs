@@ -35,6 +35,9 @@ const FAST_SIZE: usize = 1 << 14;
 
 pub type Handler = fn(&mut Cpu, &DInsn) -> Result<(), Stop>;
 
+/// No branch target inside the block.
+pub const NO_TARGET: u16 = u16::MAX;
+
 /// "No register" in a pre-decoded operand.
 pub const NO_REG: u8 = 0xff;
 
@@ -98,6 +101,9 @@ pub struct DInsn {
     /// In `Block::fast`: instructions from the start of the block through
     /// this entry (a fused pair counts two).
     pub cum: u16,
+    /// In `Block::fast`: for a conditional branch, the index of the entry
+    /// it jumps to if that is in this block (H:254), else `NO_TARGET`.
+    pub target: u16,
     /// Operand size in bytes (1, 2 or 4) of the main operand.
     pub size: u8,
     /// True if memory operands use 16-bit addressing (0x67 prefix).
@@ -150,6 +156,24 @@ impl Block {
             k += d.count as usize;
             d.cum = k as u16;
             fast.push(d);
+        }
+        // H:254 Conditional branches to an entry of this same block: a loop
+        // that fits in one block, or a short forward skip.  The fast loop
+        // takes them without leaving the block (`exec_fast`).
+        let starts: Vec<i32> = fast.iter().map(|d| d.end as i32 - d.len as i32).collect();
+        for d in fast.iter_mut() {
+            let target = if d.count == 2 {
+                Some(d.end as i32 + d.len2 as i32 + d.rel2 as i32)
+            } else if d.i.flow_control() == FlowControl::ConditionalBranch && d.i.op0_kind() == iced_x86::OpKind::NearBranch32 {
+                Some(d.end as i32 + d.rel as i32)
+            } else {
+                None
+            };
+            if let Some(t) = target {
+                if let Some(idx) = starts.iter().position(|&s| s == t) {
+                    d.target = idx as u16;
+                }
+            }
         }
         Block { phys, insns, fast, chainable }
     }
@@ -432,8 +456,15 @@ impl Cpu {
             return self.decode_cross_page(lin, phys);
         }
         let block = Block::new(phys, insns);
+        // The page becomes a code page: stores to it must come through the
+        // slow path from now on (H:210), so its write entries go.  If it
+        // already was one, it has none (the slow path never adds them), and
+        // the scan of the whole write TLB can be skipped.
+        let fresh = !self.cache.is_code_page(phys);
         let ptr = self.cache.insert(block);
-        self.tlb.drop_writes_to(phys & !0xfff);
+        if fresh {
+            self.tlb.drop_writes_to(phys & !0xfff);
+        }
         self.cache.jump[user as usize][jump_slot(lin)] = JumpEntry { lin, phys_page: t.phys, block: ptr };
         Ok(Decoded::Cached(ptr))
     }

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::decode::{Block, Chain, DInsn, Decoded, MAX_BLOCK};
+use super::decode::{Block, Chain, DInsn, Decoded, MAX_BLOCK, NO_TARGET};
 use super::state::{Cpu, Exit, Stop, StopKind};
 
 impl Cpu {
@@ -79,7 +79,7 @@ impl Cpu {
                 None => match self.fetch_block() {
                     Ok(Decoded::Cached(b)) => b,
                     Ok(Decoded::Uncached(b)) => {
-                        if let Err(stop) = self.exec_fast(&b) {
+                        if let Err(stop) = self.exec_fast(&b, stop_at) {
                             return Some(self.stop_exit(stop));
                         }
                         continue;
@@ -95,7 +95,7 @@ impl Cpu {
             let gen = self.cache.gen;
             let cs_base = self.segs[super::state::SegReg::Cs as usize].base;
             let entry_lin = cs_base.wrapping_add(self.eip);
-            let last = match self.exec_fast(block) {
+            let last = match self.exec_fast(block, stop_at) {
                 Ok(d) => d,
                 Err(stop) => return Some(self.stop_exit(stop)),
             };
@@ -142,11 +142,15 @@ impl Cpu {
     /// And one comparison, against `block_limit`, both finds the end of the
     /// block and notices that a handler asked to end it early.
     #[inline(always)]
-    fn exec_fast(&mut self, block: &Block) -> Result<*const DInsn, Stop> {
+    fn exec_fast(&mut self, block: &Block, stop_at: u64) -> Result<*const DInsn, Stop> {
         let insns = &block.fast[..];
         let base = self.eip;
         self.block_limit = insns.as_ptr_range().end as usize;
-        let mut p = insns.as_ptr();
+        let start = insns.as_ptr();
+        let mut p = start;
+        // Instructions before the entry this pass through the block started
+        // at (intra-block jumps, H:254), so that `cum` still counts right.
+        let mut skipped: u64 = 0;
         let last = loop {
             // SAFETY: `p` starts at the first entry and steps by one; the
             // loop ends as soon as it reaches `block_limit`, which is at most
@@ -161,16 +165,35 @@ impl Cpu {
                         break d;
                     }
                 }
-                Err(s) if s.is_taken() => break d,
+                Err(s) if s.is_taken() => {
+                    if d.target == NO_TARGET {
+                        break d;
+                    }
+                    // A branch to an entry of this block: carry on there.
+                    // Going backwards (a loop) is where the outer loop's
+                    // checks would have come, so they come here: pending
+                    // events and the budget.
+                    // SAFETY: `target` is an index into `block.fast`.
+                    let t = unsafe { start.add(d.target as usize) };
+                    self.icount += d.cum as u64 - skipped;
+                    skipped = d.cum as u64;
+                    if t <= p && (self.events.load(Ordering::Acquire) != 0 || self.icount >= stop_at) {
+                        break d;
+                    }
+                    // SAFETY: as above.
+                    let td = unsafe { &*t };
+                    skipped = (td.cum - td.count as u16) as u64;
+                    p = t;
+                }
                 Err(s) => {
                     self.eip = base.wrapping_add(d.end as i32 as u32).wrapping_sub(d.len as u32);
-                    self.icount += (d.cum - d.count as u16) as u64;
+                    self.icount += (d.cum - d.count as u16) as u64 - skipped;
                     return Err(self.finish_stop(s));
                 }
             }
         };
         self.eip = self.next_eip;
-        self.icount += last.cum as u64;
+        self.icount += last.cum as u64 - skipped;
         Ok(last as *const DInsn)
     }
 
@@ -190,7 +213,7 @@ impl Cpu {
     fn exec_block(&mut self, block: &Block, remaining: u64, until: Option<u32>) -> Result<(), Stop> {
         let insns = &block.insns[..];
         if until.is_none() && remaining >= insns.len() as u64 {
-            return self.exec_fast(block).map(|_| ());
+            return self.exec_fast(block, 0).map(|_| ());
         }
         self.block_limit = usize::MAX;
         for (n, d) in insns.iter().enumerate() {
