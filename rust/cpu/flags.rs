@@ -177,6 +177,24 @@ impl Lazy {
         }
     }
 
+    /// Condition code `cc` of these (never eager) flags; `Cpu::cond` is the
+    /// general version.  Used on a copy in registers by the fused handlers,
+    /// where it folds down to a comparison or two.
+    #[inline(always)]
+    pub fn cond(&self, cc: u8) -> bool {
+        let r = match cc >> 1 {
+            0 => self.of(),
+            1 => self.cf(),
+            2 => self.zf(),
+            3 => self.cf() || self.zf(),
+            4 => self.sf(),
+            5 => self.pf(),
+            6 => self.sf() != self.of(),
+            _ => self.zf() || (self.sf() != self.of()),
+        };
+        r ^ (cc & 1 != 0)
+    }
+
     /// All six flags as EFLAGS bits.
     pub fn materialize(&self) -> u32 {
         let mut f = 0;

@@ -10,10 +10,10 @@
 // block, which the fast loop skips and instruction-exact runs (a count
 // budget or a stop address between the two) execute on its own.
 
-use super::fast::{incdec, rget};
+use super::fast::rget;
 use super::R;
 use crate::cpu::decode::{DInsn, Handler};
-use crate::cpu::flags::{parity, FlagOp};
+use crate::cpu::flags::{parity, FlagOp, Lazy};
 use crate::cpu::state::{Cpu, Stop};
 
 pub const CMP_RR: u8 = 1;
@@ -92,11 +92,42 @@ fn test_rr<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 }
 
 fn dec_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    incdec_j::<true, CC>(cpu, d)
+}
+
+/// inc/dec and a branch, with the flags worked out in a local copy so that
+/// the condition folds to a comparison (CF is kept, as inc/dec do).
+#[inline(always)]
+fn incdec_j<const DEC: bool, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = rget::<4>(cpu, d.r0);
-    let r = incdec::<4>(cpu, a, true);
+    let r = if DEC { a.wrapping_sub(1) } else { a.wrapping_add(1) };
+    let mut l = cpu.lazy;
+    l.op = if DEC { FlagOp::Dec } else { FlagOp::Inc };
+    l.bits = 32;
+    l.a = a;
+    l.b = 1;
+    l.res = r;
+    cpu.lazy = l;
     cpu.regs[d.r0 as usize & 7] = r;
-    let taken = cpu.cond(CC);
-    branch(cpu, d, taken)
+    branch(cpu, d, l.cond(CC))
+}
+
+/// `a OP b` (32-bit) with its flags in a local copy (see `incdec_j`).
+#[inline(always)]
+fn alu_local<const OP: u8>(cpu: &Cpu, a: u32, b: u32) -> (u32, Lazy) {
+    use super::alu::{ADC, ADD, AND, CMP, OR, SBB, SUB, TEST};
+    let mut l = cpu.lazy;
+    let (res, op) = match OP {
+        ADD => (a.wrapping_add(b), FlagOp::Add),
+        OR => (a | b, FlagOp::Logic),
+        ADC => (a.wrapping_add(b).wrapping_add(l.cf as u32), FlagOp::Adc),
+        SBB => (a.wrapping_sub(b).wrapping_sub(l.cf as u32), FlagOp::Sbb),
+        AND | TEST => (a & b, FlagOp::Logic),
+        SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
+        _ => (a ^ b, FlagOp::Logic),
+    };
+    l.set(op, 32, a, b, res);
+    (res, l)
 }
 
 // H:285 The same fusion for the other flag-setters in front of a branch
@@ -106,47 +137,47 @@ fn dec_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 // Bit-twiddling loops (a CRC, the kernel's inflate) are made of these.
 fn alu_ri<const OP: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = cpu.regs[d.r0 as usize & 7];
-    let r = super::alu::compute::<OP>(cpu, 32, a, d.imm);
+    let (r, l) = alu_local::<OP>(cpu, a, d.imm);
+    cpu.lazy = l;
     if super::alu::writes(OP) {
         cpu.regs[d.r0 as usize & 7] = r;
     }
-    let taken = cpu.cond(CC);
-    branch(cpu, d, taken)
+    branch(cpu, d, l.cond(CC))
 }
 
 fn alu_rr<const OP: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = cpu.regs[d.r0 as usize & 7];
     let b = cpu.regs[d.r1 as usize & 7];
-    let r = super::alu::compute::<OP>(cpu, 32, a, b);
+    let (r, l) = alu_local::<OP>(cpu, a, b);
+    cpu.lazy = l;
     if super::alu::writes(OP) {
         cpu.regs[d.r0 as usize & 7] = r;
     }
-    let taken = cpu.cond(CC);
-    branch(cpu, d, taken)
+    branch(cpu, d, l.cond(CC))
 }
 
 fn inc_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let a = rget::<4>(cpu, d.r0);
-    let r = incdec::<4>(cpu, a, false);
-    cpu.regs[d.r0 as usize & 7] = r;
-    let taken = cpu.cond(CC);
-    branch(cpu, d, taken)
+    incdec_j::<false, CC>(cpu, d)
 }
 
 fn shift_ri<const KIND: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let c = d.imm & 0x1f;
-    if c != 0 {
-        let a = cpu.regs[d.r0 as usize & 7];
-        let (res, op) = match KIND {
-            0 => (a << c, FlagOp::Shl),
-            1 => (a >> c, FlagOp::Shr),
-            _ => (((a as i32) >> c) as u32, FlagOp::Sar),
-        };
-        cpu.regs[d.r0 as usize & 7] = res;
-        cpu.lazy.set(op, 32, a, c, res);
+    if c == 0 {
+        // No flags change: the branch reads the previous ones.
+        let taken = cpu.cond(CC);
+        return branch(cpu, d, taken);
     }
-    let taken = cpu.cond(CC);
-    branch(cpu, d, taken)
+    let a = cpu.regs[d.r0 as usize & 7];
+    let (res, op) = match KIND {
+        0 => (a << c, FlagOp::Shl),
+        1 => (a >> c, FlagOp::Shr),
+        _ => (((a as i32) >> c) as u32, FlagOp::Sar),
+    };
+    cpu.regs[d.r0 as usize & 7] = res;
+    let mut l = cpu.lazy;
+    l.set(op, 32, a, c, res);
+    cpu.lazy = l;
+    branch(cpu, d, l.cond(CC))
 }
 
 macro_rules! by_cc {
