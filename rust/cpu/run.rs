@@ -259,3 +259,86 @@ impl Cpu {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fast loop's shortcuts (links between blocks, branches inside a
+    //! block, fused pairs) must not change what a run does: the instruction
+    //! count stays exact for any budget, and pending events still stop a loop
+    //! that never leaves its block.
+    use crate::bare::BareCpu;
+    use crate::cpu::state::{Exit, EVENT_STOP};
+    use std::sync::atomic::Ordering;
+
+    /// `l: add eax, 1; shr ebx, 1; jnc skip; inc edx; skip: dec ecx; jnz l; hlt`,
+    /// a loop with a forward skip, both branches inside one block.
+    const LOOP: [u8; 16] = [0x83, 0xc0, 0x01, 0xd1, 0xeb, 0x73, 0x01, 0x42, 0x49, 0x75, 0xf5, 0xf4, 0, 0, 0, 0];
+
+    fn machine(ecx: u32) -> BareCpu {
+        let mut b = BareCpu::new();
+        b.mem_map(0x1000, 0x1000).unwrap();
+        b.mem_write(0x1000, &LOOP).unwrap();
+        b.reg_write("ecx", ecx as u128).unwrap();
+        b.reg_write("ebx", 0xA5A5_A5A5).unwrap();
+        b
+    }
+
+    /// Step the same program one instruction at a time (the exact loop).
+    fn stepped(ecx: u32, n: u64) -> BareCpu {
+        let mut b = machine(ecx);
+        b.cpu.eip = 0x1000;
+        for _ in 0..n {
+            if b.run(None, 1, None) != Exit::Count {
+                break;
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn any_budget_stops_exactly_where_stepping_does() {
+        for n in [1u64, 63, 64, 65, 66, 127, 200, 1000, 1001, 1002, 2499] {
+            let mut fast = machine(500);
+            let e = fast.run(Some(0x1000), n, None);
+            let slow = stepped(500, n);
+            assert_eq!(e, Exit::Count, "budget {n}");
+            assert_eq!(fast.cpu.icount, n, "budget {n}");
+            assert_eq!(slow.cpu.icount, n, "budget {n}");
+            assert_eq!(fast.cpu.regs, slow.cpu.regs, "budget {n}");
+            assert_eq!(fast.cpu.eip, slow.cpu.eip, "budget {n}");
+            assert_eq!(fast.cpu.get_eflags() & 0x8d5, slow.cpu.get_eflags() & 0x8d5, "budget {n}");
+        }
+    }
+
+    #[test]
+    fn whole_loop_counts_every_instruction() {
+        let mut b = machine(500);
+        assert_eq!(b.run(Some(0x1000), 0, None), Exit::Hlt);
+        // 5 instructions per pass, plus inc edx on the passes where the
+        // bit shifted out of ebx was 1, plus the final hlt.
+        let incs = b.cpu.regs[2] as u64;
+        assert_eq!(b.cpu.icount, 500 * 5 + incs + 1);
+        assert_eq!(b.cpu.regs[0], 500);
+        assert_eq!(incs, 0xA5A5_A5A5u32.count_ones() as u64);
+    }
+
+    #[test]
+    fn a_pending_event_stops_a_loop_inside_one_block() {
+        // ecx = 0: the loop runs 2^32 times unless something stops it.
+        let mut b = machine(0);
+        let events = b.cpu.events.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            events.fetch_or(EVENT_STOP, Ordering::AcqRel);
+        });
+        let e = b.run(Some(0x1000), 0, None);
+        t.join().unwrap();
+        assert_eq!(e, Exit::Event);
+        assert!(b.cpu.icount > 0);
+        // It stopped at an instruction boundary of the loop, with a count
+        // that matches the registers: eax counts the passes started.
+        let passes = b.cpu.regs[0] as u64;
+        let done = 0u32.wrapping_sub(b.cpu.regs[1]) as u64;
+        assert!(passes == done || passes == done + 1, "eax {passes} ecx passes {done}");
+    }
+}
