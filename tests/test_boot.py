@@ -5,6 +5,9 @@ None of this needs the Rust core: guest memory is a plain bytearray.
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import os
 import shutil
 import struct
@@ -26,6 +29,7 @@ from lguest.boot import (
     parse_kernel,
     plan_guest,
     read_file,
+    unpack_bzimage,
     write_boot_params,
     write_command_line,
 )
@@ -381,6 +385,63 @@ def test_bzimage_payload_goes_to_one_mebibyte() -> None:
     assert mem[0x100000:0x100800] == payload
     # The setup sectors are not loaded anywhere.
     assert mem[:0x100000].count(0) == 0x100000
+
+
+def make_packed_bzimage(vmlinux: bytes, compress: str = "gzip", version: int = 0x020A) -> bytes:
+    """A bzImage whose header (protocol 2.08+) says where its compressed kernel is."""
+    packed = {
+        "gzip": lambda b: gzip.compress(b),
+        "bzip2": lambda b: bz2.compress(b),
+        "lzma": lambda b: lzma.compress(b, format=lzma.FORMAT_ALONE),
+    }[compress](vmlinux)
+    stub = b"\xfc" * 300  # stands in for the decompressor's code
+    image = bytearray(make_bzimage(stub + packed))
+    struct.pack_into("<H", image, 0x206, version)
+    struct.pack_into("<II", image, 0x248, len(stub), len(packed))
+    return bytes(image)
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bzip2", "lzma"])
+def test_bzimage_payload_is_unpacked_on_the_host(compress: str) -> None:
+    vmlinux = make_elf([(0x100000, b"KERNEL" * 100, 0x2000)], entry=0x100010)
+    mem = fresh_memory()
+    kernel = load_kernel(mem, make_packed_bzimage(vmlinux, compress), "bzImage", RAM)
+    assert kernel == KernelImage(kind="bzimage-unpacked", entry=0x100010, start=0x100000, end=0x102000)
+    assert bytes(mem[0x100000 : 0x100000 + 600]) == b"KERNEL" * 100
+
+
+def test_bzimage_unpacking_can_be_turned_off() -> None:
+    vmlinux = make_elf([(0x100000, b"KERNEL", 0x1000)])
+    image = make_packed_bzimage(vmlinux)
+    kernel = parse_kernel(image, "bzImage", RAM, unpack=False)
+    assert kernel.kind == "bzimage" and kernel.entry == 0x100000
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["old protocol", "bad data", "not an ELF", "too big", "offset past the end"],
+)
+def test_bzimage_that_cannot_be_unpacked_decompresses_itself(why: str) -> None:
+    vmlinux = make_elf([(0x100000, b"KERNEL", 0x1000)])
+    image = bytearray(make_packed_bzimage(vmlinux, version=0x0207 if why == "old protocol" else 0x020A))
+    stub_end = 1536 + 300  # setup sectors (2 + 1) * 512, then the stub
+    if why == "bad data":
+        image[stub_end + 20 : stub_end + 40] = b"\xff" * 20
+    elif why == "not an ELF":
+        packed = gzip.compress(b"not an ELF at all" * 10)
+        image = bytearray(make_bzimage(b"\xfc" * 300 + packed))
+        struct.pack_into("<H", image, 0x206, 0x020A)
+        struct.pack_into("<II", image, 0x248, 300, len(packed))
+    elif why == "too big":
+        packed = gzip.compress(b"\x7fELF" + bytes(RAM))
+        image = bytearray(make_bzimage(b"\xfc" * 300 + packed))
+        struct.pack_into("<H", image, 0x206, 0x020A)
+        struct.pack_into("<II", image, 0x248, 300, len(packed))
+    elif why == "offset past the end":
+        struct.pack_into("<II", image, 0x248, 1 << 30, 100)
+    kernel = parse_kernel(bytes(image), "bzImage", RAM)
+    assert kernel.kind == "bzimage"
+    assert unpack_bzimage(bytes(image), "bzImage", RAM) is None
 
 
 def test_bzimage_setup_sects_zero_means_four() -> None:

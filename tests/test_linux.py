@@ -152,6 +152,16 @@ def test_network_comes_up_and_exchanges_packets_with_the_host(tmp_path: Path) ->
     assert host.echo_requests >= 2
 
 
+def test_bzimage_can_decompress_itself_in_the_guest(tmp_path: Path) -> None:
+    """By default the Launcher unpacks a bzImage (L:125); the guest's own
+    decompressor, the original Launcher's only path, must work too."""
+    with linux(tmp_path, unpack=False) as g:
+        boot(g)
+        assert "2.6.32" in shell(g, "uname -r")
+        g.send("poweroff -f\n")
+        assert g.run(timeout=120).poweroff
+
+
 def test_reboot_is_reported_as_a_restart(tmp_path: Path) -> None:
     with linux(tmp_path) as g:
         boot(g)

@@ -84,7 +84,10 @@ KERNEL is an i386 vmlinux (ELF) or bzImage built with lguest guest support
 (the 2.6.32 ABI); without it the demo guest that ships with lguest runs.
 The words after KERNEL form the kernel command line; put "--" before them
 if one of them starts with "-".  A kernel built with CONFIG_X86_PAE needs
---pae: lguest cannot tell which page-table format a kernel uses.
+--pae: lguest cannot tell which page-table format a kernel uses.  A
+bzImage's compressed kernel is unpacked by lguest itself, which is much
+faster than letting the guest decompress it; --guest-decompress runs the
+bzImage's own decompressor instead.
 
 devices:
   --block FILE[,ro]    a disk on the raw image FILE; ",ro" makes it read-only
@@ -204,6 +207,11 @@ def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "--pae",
         action="store_true",
         help="the kernel was built with CONFIG_X86_PAE: use PAE (3-level) page tables",
+    )
+    run.add_argument(
+        "--guest-decompress",
+        action="store_true",
+        help="let a bzImage decompress itself in the guest instead of unpacking it on the host",
     )
     run.set_defaults(devices=[])
     run.add_argument(
@@ -389,6 +397,7 @@ def run_command(args: argparse.Namespace, kernel_args: Sequence[str]) -> int:
                 args.initrd,
                 output=sys.stdout.buffer,
                 pae=args.pae,
+                unpack=not args.guest_decompress,
             )
             launcher.prepare()
             bus = LguestBus(build_devices(args.devices))

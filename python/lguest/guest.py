@@ -136,6 +136,10 @@ class Guest:
         The kernel was built with ``CONFIG_X86_PAE`` (three-level page tables
         with 64-bit entries).  lguest cannot tell from the image; a mismatch
         makes the guest fail early in its boot.
+    ``unpack``
+        Unpack a bzImage's compressed kernel on the host and load the ELF
+        inside (the default, and much faster); ``False`` lets the guest run
+        its own decompressor, as the original Launcher did.
     """
 
     def __init__(
@@ -149,12 +153,13 @@ class Guest:
         input: int | IO[bytes] | IO[str] | None = None,
         devices: Sequence[Device] = (),
         pae: bool = False,
+        unpack: bool = True,
     ) -> None:
         self._log = ConsoleLog(output)
         self._bus = LguestBus(devices)
         stream = cast(BinaryIO, self._log)
         self._launcher = Launcher(
-            kernel, memory, cmdline, initrd, output=stream, bus=self._bus, pae=pae
+            kernel, memory, cmdline, initrd, output=stream, bus=self._bus, pae=pae, unpack=unpack
         )
         try:
             self._launcher.prepare()

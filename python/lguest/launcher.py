@@ -162,6 +162,8 @@ class Launcher:
     ``output`` (default: the process's standard output), flushed after each
     write.  ``pae=True`` is for kernels built with CONFIG_X86_PAE: the core
     then builds and shadows PAE page tables (there is no way to detect it).
+    ``unpack=False`` leaves a bzImage's compressed kernel to the guest's own
+    decompressor instead of unpacking it on the host (L:125).
     """
 
     def __init__(
@@ -174,8 +176,11 @@ class Launcher:
         output: BinaryIO | None = None,
         bus: Bus | None = None,
         pae: bool = False,
+        unpack: bool = True,
     ) -> None:
         self.kernel = kernel
+        #: Whether a bzImage's compressed kernel is unpacked on the host.
+        self.unpack = unpack
         #: Whether the kernel uses PAE page tables (tells the core at initialize).
         self.pae = pae
         self.cmdline = cmdline
@@ -219,7 +224,13 @@ class Launcher:
         initrd = read_file(self.initrd, "initrd") if self.initrd is not None else None
         initrd_name = os.fspath(self.initrd) if self.initrd is not None else "initrd"
         plan = plan_guest(
-            self.layout.ram_size, kernel, kernel_name, self.cmdline, initrd, initrd_name
+            self.layout.ram_size,
+            kernel,
+            kernel_name,
+            self.cmdline,
+            initrd,
+            initrd_name,
+            unpack=self.unpack,
         )
         self._plan = (plan, kernel_name, initrd_name)
 
