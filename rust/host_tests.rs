@@ -699,10 +699,9 @@ fn re_enabling_interrupts_fails() {
     assert_eq!(death(&mut g), "Re-enabling interrupts");
 }
 
-#[test]
-fn writing_irq_pending_fails() {
-    // Interrupts off (irq_enabled 0) and unmasked: the host records that one
-    // is pending, at offset 0x14, past the limit.
+/// A guest that initialises, NOTIFYs address 1 and then spins, run up to
+/// that notification.
+fn notified_spinner() -> Guest {
     let mut g = guest(
         |a| {
             init(a)?;
@@ -714,6 +713,14 @@ fn writing_irq_pending_fails() {
         None,
     );
     assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    g
+}
+
+#[test]
+fn writing_irq_pending_fails() {
+    // Interrupts off (irq_enabled 0) and unmasked: the host records that one
+    // is pending, at offset 0x14, past the limit.
+    let mut g = notified_spinner();
     poison(&mut g, LIMIT - 8);
     g.shared.raise_irq(1);
     assert_eq!(death(&mut g), "Writing irq_pending");
@@ -723,17 +730,7 @@ fn writing_irq_pending_fails() {
 fn writing_timestamp_fails() {
     // Interrupts on and unmasked: after delivery (here to no handler) the
     // host updates the time, at offset 0xC, past the limit.
-    let mut g = guest(
-        |a| {
-            init(a)?;
-            notify(a, 1)?;
-            let mut spin = a.create_label();
-            a.set_label(&mut spin)?;
-            a.jmp(spin)
-        },
-        None,
-    );
-    assert_eq!(run(&mut g), RunOutcome::Notify(1));
+    let mut g = notified_spinner();
     poison(&mut g, LIMIT - 12);
     g.mem.write_u32(LIMIT - 12, 0x200).unwrap();
     g.shared.raise_irq(1);

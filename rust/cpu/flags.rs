@@ -182,17 +182,7 @@ impl Lazy {
     /// where it folds down to a comparison or two.
     #[inline(always)]
     pub fn cond(&self, cc: u8) -> bool {
-        let r = match cc >> 1 {
-            0 => self.of(),
-            1 => self.cf(),
-            2 => self.zf(),
-            3 => self.cf() || self.zf(),
-            4 => self.sf(),
-            5 => self.pf(),
-            6 => self.sf() != self.of(),
-            _ => self.zf() || (self.sf() != self.of()),
-        };
-        r ^ (cc & 1 != 0)
+        cond(self, cc)
     }
 
     /// All six flags as EFLAGS bits.
@@ -218,6 +208,56 @@ impl Lazy {
         }
         f
     }
+}
+
+/// Something that can say what the five flags conditions test are: the
+/// processor (whose flags may be eager) or a `Lazy` record alone.
+pub trait Flags {
+    fn of(&self) -> bool;
+    fn cf(&self) -> bool;
+    fn zf(&self) -> bool;
+    fn sf(&self) -> bool;
+    fn pf(&self) -> bool;
+}
+
+impl Flags for Lazy {
+    #[inline(always)]
+    fn of(&self) -> bool {
+        Lazy::of(self)
+    }
+    #[inline(always)]
+    fn cf(&self) -> bool {
+        Lazy::cf(self)
+    }
+    #[inline(always)]
+    fn zf(&self) -> bool {
+        Lazy::zf(self)
+    }
+    #[inline(always)]
+    fn sf(&self) -> bool {
+        Lazy::sf(self)
+    }
+    #[inline(always)]
+    fn pf(&self) -> bool {
+        Lazy::pf(self)
+    }
+}
+
+/// H:306 Condition code `cc` (the low nibble of Jcc/SETcc/CMOVcc) from
+/// whatever holds the flags.
+#[inline(always)]
+pub fn cond<F: Flags>(f: &F, cc: u8) -> bool {
+    let r = match cc >> 1 {
+        0 => f.of(),
+        1 => f.cf(),
+        2 => f.zf(),
+        3 => f.cf() || f.zf(),
+        4 => f.sf(),
+        5 => f.pf(),
+        6 => f.sf() != f.of(),
+        _ => f.zf() || (f.sf() != f.of()),
+    };
+    r ^ (cc & 1 != 0)
 }
 
 #[inline(always)]

@@ -392,17 +392,7 @@ impl Cpu {
     /// zero, and the five other flags are never computed at all.
     #[inline(always)]
     pub fn cond(&self, cc: u8) -> bool {
-        let r = match cc >> 1 {
-            0 => self.of(),
-            1 => self.cf(),
-            2 => self.zf(),
-            3 => self.cf() || self.zf(),
-            4 => self.sf(),
-            5 => self.pf(),
-            6 => self.sf() != self.of(),
-            _ => self.zf() || (self.sf() != self.of()),
-        };
-        r ^ (cc & 1 != 0)
+        flags::cond(self, cc)
     }
 
     #[inline(always)]
@@ -421,5 +411,28 @@ impl Cpu {
     #[inline(always)]
     pub fn end_block(&mut self) {
         self.block_limit = 0;
+    }
+}
+
+impl flags::Flags for Cpu {
+    #[inline(always)]
+    fn of(&self) -> bool {
+        Cpu::of(self)
+    }
+    #[inline(always)]
+    fn cf(&self) -> bool {
+        Cpu::cf(self)
+    }
+    #[inline(always)]
+    fn zf(&self) -> bool {
+        Cpu::zf(self)
+    }
+    #[inline(always)]
+    fn sf(&self) -> bool {
+        Cpu::sf(self)
+    }
+    #[inline(always)]
+    fn pf(&self) -> bool {
+        Cpu::pf(self)
     }
 }

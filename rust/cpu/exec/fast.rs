@@ -428,11 +428,11 @@ mod slow {
         Ok(())
     }
 
-    #[inline(never)]
-    pub fn alu_mr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+    /// `[mem] OP= b`, restartable: a fault on the write puts the flags back.
+    #[inline(always)]
+    fn alu_m<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn, b: u32) -> R {
         let lin = mlin(cpu, &d.m);
         let a = mread::<S>(cpu, lin)?;
-        let b = rget::<S>(cpu, d.r1);
         let saved = cpu.lazy;
         let r = alu::<OP, S>(cpu, a, b);
         if writes(OP) {
@@ -445,18 +445,14 @@ mod slow {
     }
 
     #[inline(never)]
+    pub fn alu_mr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+        let b = rget::<S>(cpu, d.r1);
+        alu_m::<OP, S>(cpu, d, b)
+    }
+
+    #[inline(never)]
     pub fn alu_mi<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-        let lin = mlin(cpu, &d.m);
-        let a = mread::<S>(cpu, lin)?;
-        let saved = cpu.lazy;
-        let r = alu::<OP, S>(cpu, a, d.imm);
-        if writes(OP) {
-            if let Err(f) = mwrite::<S>(cpu, lin, r) {
-                cpu.lazy = saved;
-                return Err(f.into());
-            }
-        }
-        Ok(())
+        alu_m::<OP, S>(cpu, d, d.imm)
     }
 
     #[inline(never)]
@@ -541,6 +537,17 @@ mod slow {
     }
 }
 
+/// A 32-bit shift (`KIND` 0 shl, 1 shr, 2 sar) by a count of 1 to 31, and
+/// the lazy-flags operation that describes it.
+#[inline(always)]
+pub fn shift32<const KIND: u8>(a: u32, c: u32) -> (u32, FlagOp) {
+    match KIND {
+        0 => (a << c, FlagOp::Shl),
+        1 => (a >> c, FlagOp::Shr),
+        _ => (((a as i32) >> c) as u32, FlagOp::Sar),
+    }
+}
+
 /// Shifts of a 32-bit register by an immediate or the implicit 1 (in
 /// `imm`), or by CL (`CL`).
 fn shift_r32<const KIND: u8, const CL: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
@@ -549,11 +556,7 @@ fn shift_r32<const KIND: u8, const CL: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
         return Ok(());
     }
     let a = cpu.regs[d.r0 as usize & 7];
-    let (res, op) = match KIND {
-        0 => (a << c, FlagOp::Shl),
-        1 => (a >> c, FlagOp::Shr),
-        _ => (((a as i32) >> c) as u32, FlagOp::Sar),
-    };
+    let (res, op) = shift32::<KIND>(a, c);
     cpu.regs[d.r0 as usize & 7] = res;
     cpu.lazy.set(op, 32, a, c, res);
     Ok(())

@@ -168,11 +168,7 @@ fn shift_ri<const KIND: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
         return branch(cpu, d, taken);
     }
     let a = cpu.regs[d.r0 as usize & 7];
-    let (res, op) = match KIND {
-        0 => (a << c, FlagOp::Shl),
-        1 => (a >> c, FlagOp::Shr),
-        _ => (((a as i32) >> c) as u32, FlagOp::Sar),
-    };
+    let (res, op) = super::fast::shift32::<KIND>(a, c);
     cpu.regs[d.r0 as usize & 7] = res;
     let mut l = cpu.lazy;
     l.set(op, 32, a, c, res);
