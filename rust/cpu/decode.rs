@@ -104,6 +104,10 @@ pub struct DInsn {
     /// In `Block::fast`: for a conditional branch, the index of the entry
     /// it jumps to if that is in this block (H:254), else `NO_TARGET`.
     pub target: u16,
+    /// With `target`: instructions before the target entry, and whether the
+    /// branch goes backwards (to this entry or an earlier one).
+    pub target_skip: u16,
+    pub backward: bool,
     /// Operand size in bytes (1, 2 or 4) of the main operand.
     pub size: u8,
     /// True if memory operands use 16-bit addressing (0x67 prefix).
@@ -161,7 +165,8 @@ impl Block {
         // that fits in one block, or a short forward skip.  The fast loop
         // takes them without leaving the block (`exec_fast`).
         let starts: Vec<i32> = fast.iter().map(|d| d.end as i32 - d.len as i32).collect();
-        for d in fast.iter_mut() {
+        let before: Vec<u16> = fast.iter().map(|d| d.cum - d.count as u16).collect();
+        for (k, d) in fast.iter_mut().enumerate() {
             let target = if d.count == 2 {
                 Some(d.end as i32 + d.len2 as i32 + d.rel2 as i32)
             } else if d.i.flow_control() == FlowControl::ConditionalBranch && d.i.op0_kind() == iced_x86::OpKind::NearBranch32 {
@@ -172,6 +177,8 @@ impl Block {
             if let Some(t) = target {
                 if let Some(idx) = starts.iter().position(|&s| s == t) {
                     d.target = idx as u16;
+                    d.target_skip = before[idx];
+                    d.backward = idx <= k;
                 }
             }
         }

@@ -59,6 +59,7 @@ pub struct Lazy {
     pub bits: u8,
     /// The carry flag, always current.
     pub cf: bool,
+    /// The operands; not kept (stale) for logic operations and inc/dec.
     pub a: u32,
     pub b: u32,
     pub res: u32,
@@ -115,8 +116,13 @@ impl Lazy {
         };
         self.op = op;
         self.bits = bits;
-        self.a = a;
-        self.b = b;
+        // The flags of logic operations and inc/dec depend on the result
+        // alone (and CF), so their operands are not kept: two stores fewer
+        // for the commonest flag-setters.
+        if !matches!(op, FlagOp::Logic | FlagOp::Inc | FlagOp::Dec) {
+            self.a = a;
+            self.b = b;
+        }
         self.res = res;
     }
 

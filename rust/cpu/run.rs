@@ -148,13 +148,16 @@ impl Cpu {
         self.block_limit = insns.as_ptr_range().end as usize;
         let start = insns.as_ptr();
         let mut p = start;
-        // Instructions before the entry this pass through the block started
-        // at (intra-block jumps, H:254), so that `cum` still counts right.
+        // Instructions completed in earlier passes through the block
+        // (intra-block branches, H:254), and instructions before the entry
+        // this pass started at, so that `cum` still counts right.
+        let mut done: u64 = 0;
         let mut skipped: u64 = 0;
         let last = loop {
-            // SAFETY: `p` starts at the first entry and steps by one; the
-            // loop ends as soon as it reaches `block_limit`, which is at most
-            // the end of the block's entries.
+            // SAFETY: `p` starts at the first entry and steps by one (or
+            // jumps to a `target`, an index into the same entries); the loop
+            // ends as soon as it reaches `block_limit`, which is at most the
+            // end of the block's entries.
             let d = unsafe { &*p };
             self.next_eip = base.wrapping_add(d.end as i32 as u32);
             match (d.h)(self, d) {
@@ -173,27 +176,24 @@ impl Cpu {
                     // Going backwards (a loop) is where the outer loop's
                     // checks would have come, so they come here: pending
                     // events and the budget.
-                    // SAFETY: `target` is an index into `block.fast`.
-                    let t = unsafe { start.add(d.target as usize) };
-                    self.icount += d.cum as u64 - skipped;
-                    skipped = d.cum as u64;
-                    if t <= p && (self.events.load(Ordering::Acquire) != 0 || self.icount >= stop_at) {
+                    done += d.cum as u64 - skipped;
+                    if d.backward && (self.events.load(Ordering::Acquire) != 0 || self.icount + done >= stop_at) {
+                        skipped = d.cum as u64;
                         break d;
                     }
-                    // SAFETY: as above.
-                    let td = unsafe { &*t };
-                    skipped = (td.cum - td.count as u16) as u64;
-                    p = t;
+                    skipped = d.target_skip as u64;
+                    // SAFETY: `target` is an index into `block.fast`.
+                    p = unsafe { start.add(d.target as usize) };
                 }
                 Err(s) => {
                     self.eip = base.wrapping_add(d.end as i32 as u32).wrapping_sub(d.len as u32);
-                    self.icount += (d.cum - d.count as u16) as u64 - skipped;
+                    self.icount += done + (d.cum - d.count as u16) as u64 - skipped;
                     return Err(self.finish_stop(s));
                 }
             }
         };
         self.eip = self.next_eip;
-        self.icount += last.cum as u64 - skipped;
+        self.icount += done + last.cum as u64 - skipped;
         Ok(last as *const DInsn)
     }
 

@@ -160,8 +160,6 @@ pub fn incdec<const S: u8>(cpu: &mut Cpu, a: u32, dec: bool) -> u32 {
     let res = if dec { a.wrapping_sub(1) } else { a.wrapping_add(1) } & mask(bits);
     cpu.lazy.op = if dec { FlagOp::Dec } else { FlagOp::Inc };
     cpu.lazy.bits = bits;
-    cpu.lazy.a = a;
-    cpu.lazy.b = 1;
     cpu.lazy.res = res;
     res
 }

@@ -104,8 +104,6 @@ fn incdec_j<const DEC: bool, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let mut l = cpu.lazy;
     l.op = if DEC { FlagOp::Dec } else { FlagOp::Inc };
     l.bits = 32;
-    l.a = a;
-    l.b = 1;
     l.res = r;
     cpu.lazy = l;
     cpu.regs[d.r0 as usize & 7] = r;

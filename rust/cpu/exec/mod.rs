@@ -188,7 +188,7 @@ pub fn make(i: &Instruction) -> DInsn {
     } else {
         0
     };
-    let mut d = DInsn { h: undefined, h1: undefined, count: 1, fuse: 0, len2: 0, rel2: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as i16, cum: 0, target: super::decode::NO_TARGET, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
+    let mut d = DInsn { h: undefined, h1: undefined, count: 1, fuse: 0, len2: 0, rel2: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as i16, cum: 0, target: super::decode::NO_TARGET, target_skip: 0, backward: false, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
     d.h = if i.is_invalid() || addr16 || i.has_lock_prefix() { None } else { fast::specialize(i, &mut d) }.unwrap_or_else(|| pick(i));
     d.h1 = d.h;
     d
