@@ -167,10 +167,12 @@ impl Block {
         let starts: Vec<i32> = fast.iter().map(|d| d.end as i32 - d.len as i32).collect();
         let before: Vec<u16> = fast.iter().map(|d| d.cum - d.count as u16).collect();
         for (k, d) in fast.iter_mut().enumerate() {
+            // Offsets wrap like the addresses they stand for: a guest's
+            // branch displacement can be anything.
             let target = if d.count == 2 {
-                Some(d.end as i32 + d.len2 as i32 + d.rel2 as i32)
+                Some((d.end as i32).wrapping_add(d.len2 as i32).wrapping_add(d.rel2 as i32))
             } else if d.i.flow_control() == FlowControl::ConditionalBranch && d.i.op0_kind() == iced_x86::OpKind::NearBranch32 {
-                Some(d.end as i32 + d.rel as i32)
+                Some((d.end as i32).wrapping_add(d.rel as i32))
             } else {
                 None
             };

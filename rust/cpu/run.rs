@@ -1,12 +1,14 @@
 //! The hot loop.
 //!
-// H:250 This loop is where the guest spends its life.  Per block it does one
-// TLB lookup for EIP, one cache lookup for the decoded block, and then calls
-// the handlers one after another.  It allocates nothing, takes no lock and
-// calls no Python; the only thing it looks at from the outside world is one
-// atomic word of event bits, once per block.  Instruction-exact stops (a
-// count budget or a stop address) use a slower variant of the inner loop, so
-// the common case pays nothing for them.
+// H:250 This loop is where the guest spends its life.  Per block it finds
+// the decoded block (usually through the link the previous block left,
+// H:229, else through the jump cache and the TLB) and then calls the
+// handlers one after another.  It allocates nothing, takes no lock and calls
+// no Python; the only thing it looks at from the outside world is one atomic
+// word of event bits, once per block and on every backward branch inside a
+// block.  Instruction-exact stops (a count budget or a stop address) use a
+// slower variant of the inner loop, so the common case pays nothing for
+// them.
 
 use std::sync::atomic::Ordering;
 
