@@ -1,8 +1,8 @@
 //! The hot loop.
 //!
 // H:250 This loop is where the guest spends its life.  Per block it finds
-// the decoded block (usually through the link the previous block left,
-// H:229, else through the jump cache and the TLB) and then calls the
+// the decoded block, usually through the link the previous block left
+// (H:229), else through the jump cache and the TLB, and then calls the
 // handlers one after another.  It allocates nothing, takes no lock and calls
 // no Python; the only thing it looks at from the outside world is one atomic
 // word of event bits, once per block and on every backward branch inside a
