@@ -96,7 +96,7 @@ pub struct DInsn {
     pub len: u8,
     /// Where this instruction ends, as an offset from the start of its block
     /// (blocks never leave their page, so this fits; negative after a jump
-    /// backwards, H:226).
+    /// backwards, H:226).  In `Block::fast`, a fused pair's end.
     pub end: i16,
     /// In `Block::fast`: instructions from the start of the block through
     /// this entry (a fused pair counts two).
@@ -159,18 +159,22 @@ impl Block {
             let mut d = insns[k].clone();
             k += d.count as usize;
             d.cum = k as u16;
+            if d.count == 2 {
+                // A fused pair ends where its branch ends.
+                d.end = d.end.wrapping_add(d.len2 as i16);
+            }
             fast.push(d);
         }
         // H:254 Conditional branches to an entry of this same block: a loop
         // that fits in one block, or a short forward skip.  The fast loop
         // takes them without leaving the block (`exec_fast`).
-        let starts: Vec<i32> = fast.iter().map(|d| d.end as i32 - d.len as i32).collect();
+        let starts: Vec<i32> = fast.iter().map(|d| d.end as i32 - d.len as i32 - if d.count == 2 { d.len2 as i32 } else { 0 }).collect();
         let before: Vec<u16> = fast.iter().map(|d| d.cum - d.count as u16).collect();
         for (k, d) in fast.iter_mut().enumerate() {
             // Offsets wrap like the addresses they stand for: a guest's
             // branch displacement can be anything.
             let target = if d.count == 2 {
-                Some((d.end as i32).wrapping_add(d.len2 as i32).wrapping_add(d.rel2 as i32))
+                Some((d.end as i32).wrapping_add(d.rel2 as i32))
             } else if d.i.flow_control() == FlowControl::ConditionalBranch && d.i.op0_kind() == iced_x86::OpKind::NearBranch32 {
                 Some((d.end as i32).wrapping_add(d.rel as i32))
             } else {

@@ -188,6 +188,8 @@ impl Cpu {
                     p = unsafe { start.add(d.target as usize) };
                 }
                 Err(s) => {
+                    // (A fused pair cannot fault: both halves work on
+                    // registers; its `end` would be the pair's.)
                     self.eip = base.wrapping_add(d.end as i32 as u32).wrapping_sub(d.len as u32);
                     self.icount += done + (d.cum - d.count as u16) as u64 - skipped;
                     return Err(self.finish_stop(s));

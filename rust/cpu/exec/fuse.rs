@@ -62,7 +62,8 @@ fn cond_and<const CC: u8>(a: u32, b: u32) -> bool {
 
 #[inline(always)]
 fn branch(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
-    cpu.next_eip = cpu.next_eip.wrapping_add(d.len2 as u32);
+    // A fused entry's `end` is the end of the pair (`Block::new`), so the
+    // fast loop has already pointed `next_eip` past the branch.
     if taken {
         cpu.next_eip = cpu.next_eip.wrapping_add(d.rel2);
         return Err(Stop::TAKEN);
