@@ -358,6 +358,12 @@ def is_bzimage(image: Image) -> bool:
     return bytes(data[BOOT_PARAMS_HEADER : BOOT_PARAMS_HEADER + 4]) == BZIMAGE_MAGIC
 
 
+def _protected_mode_start(data: memoryview) -> tuple[int, int]:
+    """The setup sectors of a bzImage and where its protected-mode code starts."""
+    setup_sects = data[BOOT_PARAMS_SETUP_SECTS] or BZIMAGE_DEFAULT_SETUP_SECTS
+    return setup_sects, (setup_sects + 1) * SECTOR_SIZE
+
+
 def parse_bzimage(image: Image, name: str, ram_size: int) -> KernelImage:
     """Check a bzImage and find its protected-mode payload, which goes at 1 MiB."""
     data = _byte_view(image)
@@ -365,8 +371,7 @@ def parse_bzimage(image: Image, name: str, ram_size: int) -> KernelImage:
         raise LaunchError(f"{name}: not a bzImage (no HdrS signature at {BOOT_PARAMS_HEADER:#x})")
     if len(data) < BOOT_PARAMS_CODE32_START + 4:
         raise LaunchError(f"{name}: truncated bzImage (the setup header is incomplete)")
-    setup_sects = data[BOOT_PARAMS_SETUP_SECTS] or BZIMAGE_DEFAULT_SETUP_SECTS
-    payload_offset = (setup_sects + 1) * SECTOR_SIZE
+    setup_sects, payload_offset = _protected_mode_start(data)
     if payload_offset >= len(data):
         raise LaunchError(
             f"{name}: truncated bzImage ({setup_sects} setup sectors but only {len(data)} bytes)"
@@ -430,8 +435,7 @@ def unpack_bzimage(image: Image, name: str, ram_size: int) -> KernelImage | None
     (version,) = struct.unpack_from("<H", data, BOOT_PARAMS_VERSION)
     if version < 0x0208:
         return None
-    setup_sects = data[BOOT_PARAMS_SETUP_SECTS] or BZIMAGE_DEFAULT_SETUP_SECTS
-    pm_start = (setup_sects + 1) * SECTOR_SIZE
+    _, pm_start = _protected_mode_start(data)
     offset, length = struct.unpack_from("<II", data, BOOT_PARAMS_PAYLOAD_OFFSET)
     first, last = pm_start + offset, pm_start + offset + length
     if length == 0 or last > len(data):

@@ -179,11 +179,10 @@ macro_rules! fast_read {
     ($name:ident, $ty:ty, $n:expr) => {
         #[inline(always)]
         pub fn $name(&mut self, lin: u32) -> Result<$ty, Fault> {
-            let e = &self.tlb.read[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
-            if e.tag == self.tlb.tag(lin.wrapping_add($n - 1)) {
+            if let Some(p) = self.tlb_read_hit(lin, $n) {
                 // SAFETY: the TLB entry was made from a page that passed the
                 // memory bounds check, and the access stays inside that page.
-                return Ok(unsafe { std::ptr::read_unaligned(e.addend.wrapping_add(lin as usize) as *const $ty) });
+                return Ok(unsafe { std::ptr::read_unaligned(p as *const $ty) });
             }
             let mut b = [0u8; $n];
             self.read_slow(lin, &mut b)?;
@@ -196,11 +195,10 @@ macro_rules! fast_write {
     ($name:ident, $ty:ty, $n:expr) => {
         #[inline(always)]
         pub fn $name(&mut self, lin: u32, v: $ty) -> Result<(), Fault> {
-            let e = &self.tlb.write[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
-            if e.tag == self.tlb.tag(lin.wrapping_add($n - 1)) {
+            if let Some(p) = self.tlb_write_hit(lin, $n) {
                 // SAFETY: as for reads; write entries exist only for pages the
                 // guest may write that hold no decoded code.
-                unsafe { std::ptr::write_unaligned(e.addend.wrapping_add(lin as usize) as *mut $ty, v) };
+                unsafe { std::ptr::write_unaligned(p as *mut $ty, v) };
                 return Ok(());
             }
             self.write_slow(lin, &v.to_le_bytes())
@@ -235,28 +233,13 @@ impl Cpu {
     }
 
     /// Host address of an `n`-byte write at `lin` if the write TLB has it
-    /// now, inside one page.  Write entries also allow reads.
+    /// now, inside one page.  Write entries also allow reads.  Pages with
+    /// decoded code never have write entries, so no write through this
+    /// pointer (a bulk string store included) can miss self-modifying code.
     #[inline(always)]
     pub fn tlb_write_hit(&self, lin: u32, n: u32) -> Option<*mut u8> {
         let e = &self.tlb.write[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
         (e.tag == self.tlb.tag(lin.wrapping_add(n - 1))).then_some(e.addend.wrapping_add(lin as usize) as *mut u8)
-    }
-
-    /// Host address of `lin` if the read TLB maps its page now (no miss
-    /// handling).  For bulk string operations.
-    #[inline(always)]
-    pub fn tlb_read_ptr(&self, lin: u32) -> Option<*mut u8> {
-        let e = &self.tlb.read[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
-        (e.tag == self.tlb.tag(lin)).then_some(e.addend.wrapping_add(lin as usize) as *mut u8)
-    }
-
-    /// Host address of `lin` if the write TLB maps its page now.  Pages with
-    /// decoded code never have write entries, so a bulk write through this
-    /// pointer cannot miss self-modifying code.
-    #[inline(always)]
-    pub fn tlb_write_ptr(&self, lin: u32) -> Option<*mut u8> {
-        let e = &self.tlb.write[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
-        (e.tag == self.tlb.tag(lin)).then_some(e.addend.wrapping_add(lin as usize) as *mut u8)
     }
 
     /// Read 1, 2 or 4 bytes, zero-extended.

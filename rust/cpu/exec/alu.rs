@@ -33,17 +33,24 @@ pub const fn writes(op: u8) -> bool {
 /// Compute `a OP b` at `bits` bits and record the flags; returns the masked result.
 #[inline(always)]
 pub fn compute<const OP: u8>(cpu: &mut Cpu, bits: u8, a: u32, b: u32) -> u32 {
-    let (res, op) = match OP {
+    let (res, op) = result::<OP>(a, b, cpu.cf());
+    cpu.lazy.set(op, bits, a, b, res);
+    res & mask(bits)
+}
+
+/// `a OP b` before masking, with the carry-in `cf` for adc/sbb, and the
+/// lazy-flags operation that describes it.
+#[inline(always)]
+pub fn result<const OP: u8>(a: u32, b: u32, cf: bool) -> (u32, FlagOp) {
+    match OP {
         ADD => (a.wrapping_add(b), FlagOp::Add),
         OR => (a | b, FlagOp::Logic),
-        ADC => (a.wrapping_add(b).wrapping_add(cpu.cf() as u32), FlagOp::Adc),
-        SBB => (a.wrapping_sub(b).wrapping_sub(cpu.cf() as u32), FlagOp::Sbb),
+        ADC => (a.wrapping_add(b).wrapping_add(cf as u32), FlagOp::Adc),
+        SBB => (a.wrapping_sub(b).wrapping_sub(cf as u32), FlagOp::Sbb),
         AND | TEST => (a & b, FlagOp::Logic),
         SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
         _ => (a ^ b, FlagOp::Logic),
-    };
-    cpu.lazy.set(op, bits, a, b, res);
-    res & mask(bits)
+    }
 }
 
 #[inline(always)]

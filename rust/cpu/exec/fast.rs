@@ -47,9 +47,7 @@ pub fn rset<const S: u8>(cpu: &mut Cpu, r: u8, v: u32) {
 /// Linear address of a pre-decoded 32-bit-addressing memory operand.
 #[inline(always)]
 pub fn mlin(cpu: &Cpu, m: &MemOp) -> u32 {
-    let a = m.offset(&cpu.regs);
-    // SAFETY: `mem_op` only ever stores a `SegReg` number, below 6.
-    unsafe { cpu.segs.get_unchecked(m.seg as usize) }.base.wrapping_add(a)
+    mlin_form::<2>(cpu, m)
 }
 
 /// H:263 The three shapes of a memory operand, told apart at decode time
@@ -227,16 +225,7 @@ fn movsx_rr<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 /// An S-byte load if the TLB has it now.
 #[inline(always)]
 fn peek<const S: u8>(cpu: &Cpu, lin: u32) -> Option<u32> {
-    let p = cpu.tlb_read_hit(lin, S as u32)?;
-    // SAFETY: a hit means the access lies inside one guest page that passed
-    // the memory bounds check (H:407).
-    Some(unsafe {
-        match S {
-            4 => std::ptr::read_unaligned(p as *const u32),
-            2 => std::ptr::read_unaligned(p as *const u16) as u32,
-            _ => *p as u32,
-        }
-    })
+    cpu.tlb_read_hit(lin, S as u32).map(host_read::<S>)
 }
 
 /// Store S bytes at a host address from `tlb_write_hit`.
@@ -253,10 +242,12 @@ fn poke<const S: u8>(p: *mut u8, v: u32) {
     }
 }
 
-/// An S-byte load through a write-TLB hit (read-modify-write forms).
+/// An S-byte load at a host address from a TLB hit for this access (a
+/// read hit, or a write hit in the read-modify-write forms).
 #[inline(always)]
-fn peek_w<const S: u8>(p: *mut u8) -> u32 {
-    // SAFETY: as for `poke`; a writable page is readable.
+fn host_read<const S: u8>(p: *const u8) -> u32 {
+    // SAFETY: a hit means the access lies inside one guest page that passed
+    // the memory bounds check (H:407); a writable page is readable.
     unsafe {
         match S {
             4 => std::ptr::read_unaligned(p as *const u32),
@@ -284,7 +275,7 @@ fn alu_mr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     if writes(OP) {
         if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
             let b = rget::<S>(cpu, d.r1);
-            let r = alu::<OP, S>(cpu, peek_w::<S>(p), b);
+            let r = alu::<OP, S>(cpu, host_read::<S>(p), b);
             poke::<S>(p, r);
             return Ok(());
         }
@@ -300,7 +291,7 @@ fn alu_mi<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let lin = mlin(cpu, &d.m);
     if writes(OP) {
         if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
-            let r = alu::<OP, S>(cpu, peek_w::<S>(p), d.imm);
+            let r = alu::<OP, S>(cpu, host_read::<S>(p), d.imm);
             poke::<S>(p, r);
             return Ok(());
         }
@@ -341,7 +332,7 @@ fn mov_mi<const F: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 fn incdec_m<const DEC: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let lin = mlin(cpu, &d.m);
     if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
-        let r = incdec::<S>(cpu, peek_w::<S>(p), DEC);
+        let r = incdec::<S>(cpu, host_read::<S>(p), DEC);
         poke::<S>(p, r);
         return Ok(());
     }
@@ -413,15 +404,17 @@ fn movsx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 /// The same instructions with the TLB's miss path (and its faults).
 mod slow;
 
-/// A 32-bit shift (`KIND` 0 shl, 1 shr, 2 sar) by a count of 1 to 31, and
-/// the lazy-flags operation that describes it.
+/// A shift (`KIND` 0 shl, 1 shr, 2 sar) of a `bits`-wide value by a count
+/// of 1 to 31, masked to the size, and the lazy-flags operation that
+/// describes it.
 #[inline(always)]
-pub fn shift32<const KIND: u8>(a: u32, c: u32) -> (u32, FlagOp) {
-    match KIND {
+pub fn shift<const KIND: u8>(a: u32, c: u32, bits: u8) -> (u32, FlagOp) {
+    let (res, op) = match KIND {
         0 => (a << c, FlagOp::Shl),
         1 => (a >> c, FlagOp::Shr),
-        _ => (((a as i32) >> c) as u32, FlagOp::Sar),
-    }
+        _ => (((crate::cpu::flags::sign_extend(a, bits) as i32) >> c) as u32, FlagOp::Sar),
+    };
+    (res & mask(bits), op)
 }
 
 /// Shifts of a 32-bit register by an immediate or the implicit 1 (in
@@ -432,7 +425,7 @@ fn shift_r32<const KIND: u8, const CL: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
         return Ok(());
     }
     let a = cpu.regs[d.r0 as usize & 7];
-    let (res, op) = shift32::<KIND>(a, c);
+    let (res, op) = shift::<KIND>(a, c, 32);
     cpu.regs[d.r0 as usize & 7] = res;
     cpu.lazy.set(op, 32, a, c, res);
     Ok(())
@@ -446,12 +439,7 @@ fn shift_small<const KIND: u8, const CL: bool, const S: u8>(cpu: &mut Cpu, d: &D
     }
     let bits = S * 8;
     let a = rget::<S>(cpu, d.r0);
-    let (res, op) = match KIND {
-        0 => (if c >= 32 { 0 } else { a << c }, FlagOp::Shl),
-        1 => (a >> c, FlagOp::Shr),
-        _ => (((crate::cpu::flags::sign_extend(a, bits) as i32) >> c) as u32, FlagOp::Sar),
-    };
-    let res = res & mask(bits);
+    let (res, op) = shift::<KIND>(a, c, bits);
     rset::<S>(cpu, d.r0, res);
     cpu.lazy.set(op, bits, a, c, res);
     Ok(())
@@ -473,13 +461,8 @@ fn shift_m<const KIND: u8, const CL: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn
         return Ok(());
     }
     let bits = S * 8;
-    let a = peek_w::<S>(p);
-    let (res, op) = match KIND {
-        0 => (a << c, FlagOp::Shl),
-        1 => (a >> c, FlagOp::Shr),
-        _ => (((crate::cpu::flags::sign_extend(a, bits) as i32) >> c) as u32, FlagOp::Sar),
-    };
-    let res = res & mask(bits);
+    let a = host_read::<S>(p);
+    let (res, op) = shift::<KIND>(a, c, bits);
     poke::<S>(p, res);
     cpu.lazy.set(op, bits, a, c, res);
     Ok(())

@@ -114,17 +114,8 @@ fn incdec_j<const DEC: bool, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 /// `a OP b` (32-bit) with its flags in a local copy (see `incdec_j`).
 #[inline(always)]
 fn alu_local<const OP: u8>(cpu: &Cpu, a: u32, b: u32) -> (u32, Lazy) {
-    use super::alu::{ADC, ADD, AND, CMP, OR, SBB, SUB, TEST};
     let mut l = cpu.lazy;
-    let (res, op) = match OP {
-        ADD => (a.wrapping_add(b), FlagOp::Add),
-        OR => (a | b, FlagOp::Logic),
-        ADC => (a.wrapping_add(b).wrapping_add(l.cf as u32), FlagOp::Adc),
-        SBB => (a.wrapping_sub(b).wrapping_sub(l.cf as u32), FlagOp::Sbb),
-        AND | TEST => (a & b, FlagOp::Logic),
-        SUB | CMP => (a.wrapping_sub(b), FlagOp::Sub),
-        _ => (a ^ b, FlagOp::Logic),
-    };
+    let (res, op) = super::alu::result::<OP>(a, b, l.cf);
     l.set(op, 32, a, b, res);
     (res, l)
 }
@@ -167,7 +158,7 @@ fn shift_ri<const KIND: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
         return branch(cpu, d, taken);
     }
     let a = cpu.regs[d.r0 as usize & 7];
-    let (res, op) = super::fast::shift32::<KIND>(a, c);
+    let (res, op) = super::fast::shift::<KIND>(a, c, 32);
     cpu.regs[d.r0 as usize & 7] = res;
     let mut l = cpu.lazy;
     l.set(op, 32, a, c, res);

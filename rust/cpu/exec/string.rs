@@ -122,7 +122,7 @@ fn bulk(cpu: &mut Cpu, d: &DInsn, r: &Regs, store_only: bool) -> u32 {
     let edi = cpu.regs[EDI];
     let t = cpu.lin(SegReg::Es, edi);
     let mut n = count.min((0x1000 - (t & 0xfff)) / size).min(SLICE);
-    let dst = match cpu.tlb_write_ptr(t) {
+    let dst = match cpu.tlb_write_hit(t, 1) {
         Some(p) => p,
         None => return 0,
     };
@@ -146,7 +146,7 @@ fn bulk(cpu: &mut Cpu, d: &DInsn, r: &Regs, store_only: bool) -> u32 {
         let esi = cpu.regs[ESI];
         let s = cpu.lin(src_seg, esi);
         n = n.min((0x1000 - (s & 0xfff)) / size);
-        let src = match cpu.tlb_read_ptr(s) {
+        let src = match cpu.tlb_read_hit(s, 1) {
             Some(p) => p,
             None => return 0,
         };
@@ -159,7 +159,7 @@ fn bulk(cpu: &mut Cpu, d: &DInsn, r: &Regs, store_only: bool) -> u32 {
         }
         // SAFETY: both ranges lie within pages the TLB maps, and the
         // overlapping case that would differ from memmove was excluded.
-        unsafe { std::ptr::copy(src as *const u8, dst, bytes) };
+        unsafe { std::ptr::copy(src, dst, bytes) };
         cpu.regs[ESI] = esi.wrapping_add(n * size);
         cpu.regs[EDI] = edi.wrapping_add(n * size);
     }
