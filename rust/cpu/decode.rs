@@ -33,10 +33,54 @@ pub const MAX_BLOCK: usize = 64;
 const MAX_FOLLOW: usize = 4;
 const FAST_SIZE: usize = 1 << 14;
 
+/// A handler for the instruction-exact loop: one instruction, its outcome.
 pub type Handler = fn(&mut Cpu, &DInsn) -> Result<(), Stop>;
 
-/// No branch target inside the block.
-pub const NO_TARGET: u16 = u16::MAX;
+/// A handler for the fast loop (H:252): it says where to go next.
+pub type FastHandler = fn(&mut Cpu, &DInsn) -> Next;
+
+/// H:252 What a fast-loop handler returns, in one register: the address of
+/// the entry to run next, or a `Stop` (whose top bit is set, which no host
+/// address has).  Most handlers return the entry after their own; a branch
+/// whose target is in the same block returns that entry; anything that
+/// leaves the block returns `Next::LEAVE` with `next_eip` pointing where to
+/// go.  So the loop does no bookkeeping of its own at all: it calls, tests
+/// one sign bit and calls again.  The block's end needs no test either:
+/// every fast array ends in a sentinel entry (`leave_block`) whose handler
+/// leaves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub struct Next(pub u64);
+
+impl Next {
+    /// Leave the block; the instruction completed and `next_eip` is set.
+    pub const LEAVE: Next = Next(Stop::TAKEN.bits());
+
+    /// Go on with the entry after `d` in its fast array.
+    #[inline(always)]
+    pub fn after(d: &DInsn) -> Next {
+        Next((d as *const DInsn).wrapping_add(1) as u64)
+    }
+
+    #[inline(always)]
+    pub fn stop(s: Stop) -> Next {
+        Next(s.bits())
+    }
+}
+
+/// Both handlers of an instruction: `one` for the exact loop, `fast` for
+/// the fast loop (usually `one` wrapped by `exec::plain!` or
+/// `exec::control!`).
+#[derive(Clone, Copy)]
+pub struct Pair {
+    pub one: Handler,
+    pub fast: FastHandler,
+    /// Whether `fast` always leaves `next_eip` set (see `DInsn::control`).
+    pub control: bool,
+}
+
+/// No branch target inside the block (`DInsn::tnext`).
+pub const NO_TARGET: usize = 0;
 
 /// "No register" in a pre-decoded operand.
 pub const NO_REG: u8 = 0xff;
@@ -73,7 +117,7 @@ impl MemOp {
 #[derive(Clone)]
 pub struct DInsn {
     /// The handler the fast loop calls: for a fused pair, both instructions.
-    pub h: Handler,
+    pub h: FastHandler,
     /// The handler for this instruction alone (instruction-exact runs).
     pub h1: Handler,
     /// Instructions `h` executes: 1, or 2 for a fused compare-and-branch
@@ -101,13 +145,19 @@ pub struct DInsn {
     /// In `Block::fast`: instructions from the start of the block through
     /// this entry (a fused pair counts two).
     pub cum: u16,
-    /// In `Block::fast`: for a conditional branch, the index of the entry
-    /// it jumps to if that is in this block (H:254), else `NO_TARGET`.
-    pub target: u16,
-    /// With `target`: instructions before the target entry, and whether the
-    /// branch goes backwards (to this entry or an earlier one).
-    pub target_skip: u16,
+    /// In `Block::fast`: for a conditional branch, the address of the entry
+    /// it jumps to if that is in this block (H:254), else `NO_TARGET`.  An
+    /// address rather than a pointer keeps `Cpu` `Send`.
+    pub tnext: usize,
+    /// With `tnext`: what to add to `Cpu::run_count` on the way there (the
+    /// entry's `cum` minus the instructions before the target, wrapping), and
+    /// whether the branch goes backwards (to this entry or an earlier one).
+    pub tdelta: u64,
     pub backward: bool,
+    /// Whether the fast handler always sets `next_eip` (H:258): a control
+    /// transfer's target, or simply the next instruction.  Only then may
+    /// the sentinel after it leave `next_eip` as it finds it.
+    pub control: bool,
     /// Operand size in bytes (1, 2 or 4) of the main operand.
     pub size: u8,
     /// True if memory operands use 16-bit addressing (0x67 prefix).
@@ -125,10 +175,12 @@ pub struct Block {
     /// One entry per instruction, run by the instruction-exact loop.
     pub insns: Vec<DInsn>,
     /// H:228 The same block for the fast loop: a fused pair is one entry
-    /// here, so the loop always steps to the next entry.  That matters more
-    /// than it looks: with a step read from the entry itself, the address of
-    /// the next instruction waited for a load from the current one, a chain
-    /// the processor could not run ahead of.
+    /// here, so a handler that completes goes on with the very next entry,
+    /// an address it computes from its own without loading anything.  (With
+    /// a step read from the entry itself, the address of the next
+    /// instruction waited for a load from the current one, a chain the
+    /// processor could not run ahead of.)  The array ends in a sentinel
+    /// entry (H:252).
     pub fast: Vec<DInsn>,
     /// Whether the block may be left for a chained successor at all: its
     /// last instruction is not a far transfer, a mode change or an exit.
@@ -153,7 +205,7 @@ pub const NO_CHAIN: Chain = Chain { off: u32::MAX, gen: 0, block: std::ptr::null
 impl Block {
     pub fn new(phys: u32, insns: Vec<DInsn>) -> Block {
         let chainable = insns.last().is_some_and(|d| near_exit(&d.i));
-        let mut fast: Vec<DInsn> = Vec::with_capacity(insns.len());
+        let mut fast: Vec<DInsn> = Vec::with_capacity(insns.len() + 1);
         let mut k = 0;
         while k < insns.len() {
             let mut d = insns[k].clone();
@@ -165,12 +217,35 @@ impl Block {
             }
             fast.push(d);
         }
+        // The sentinel (H:252): where the block's last instruction goes on
+        // to, when it does not leave by itself.  It counts nothing and ends
+        // where that instruction ends.
+        {
+            let mut s = match fast.last() {
+                Some(last) => last.clone(),
+                None => exec::make(&Instruction::default()),
+            };
+            // A control handler has set `next_eip` (to a jump's target,
+            // say); after anything else it is the end of the instruction.
+            s.h = if s.control { crate::cpu::run::leave_as_is } else { crate::cpu::run::leave_block };
+            s.h1 = exec::undefined;
+            s.count = 0;
+            s.len = 0;
+            s.fuse = 0;
+            s.chain = std::cell::Cell::new(NO_CHAIN);
+            fast.push(s);
+        }
         // H:254 Conditional branches to an entry of this same block: a loop
         // that fits in one block, or a short forward skip.  The fast loop
-        // takes them without leaving the block (`exec_fast`).
+        // takes them without leaving the block: the branch's handler returns
+        // the target entry itself.  The array is complete now and its heap
+        // buffer never moves again (moving the Block does not move it), so
+        // entries can hold each other's addresses.
         let starts: Vec<i32> = fast.iter().map(|d| d.end as i32 - d.len as i32 - if d.count == 2 { d.len2 as i32 } else { 0 }).collect();
         let before: Vec<u16> = fast.iter().map(|d| d.cum - d.count as u16).collect();
-        for (k, d) in fast.iter_mut().enumerate() {
+        let real = fast.len().saturating_sub(1);
+        let base = fast.as_ptr() as usize;
+        for (k, d) in fast[..real].iter_mut().enumerate() {
             // Offsets wrap like the addresses they stand for: a guest's
             // branch displacement can be anything.
             let target = if d.count == 2 {
@@ -181,9 +256,9 @@ impl Block {
                 None
             };
             if let Some(t) = target {
-                if let Some(idx) = starts.iter().position(|&s| s == t) {
-                    d.target = idx as u16;
-                    d.target_skip = before[idx];
+                if let Some(idx) = starts[..real].iter().position(|&s| s == t) {
+                    d.tnext = base + idx * std::mem::size_of::<DInsn>();
+                    d.tdelta = (d.cum as u64).wrapping_sub(before[idx] as u64);
                     d.backward = idx <= k;
                 }
             }

@@ -12,7 +12,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::decode::{Block, Chain, DInsn, Decoded, MAX_BLOCK, NO_TARGET};
+use super::decode::{Block, Chain, DInsn, Decoded, Next, MAX_BLOCK, NO_TARGET};
+use super::exec::R;
 use super::state::{Cpu, Exit, Stop, StopKind};
 
 impl Cpu {
@@ -103,7 +104,7 @@ impl Cpu {
             };
             // Follow or make a link, if the block is still valid and may be
             // left this way.
-            if !block.chainable || self.block_limit == 0 || self.cache.gen != gen {
+            if !block.chainable || self.block_ended || self.cache.gen != gen {
                 continue;
             }
             let lin = cs_base.wrapping_add(self.eip);
@@ -132,73 +133,46 @@ impl Cpu {
 
     /// H:253 Execute one block, all of it unless it is left early.  On a
     /// fault EIP stays on the faulting instruction; on a software interrupt
-    /// or hlt it moves past it.  Returns the instruction the block was left
-    /// from, whose link (H:229) says where to go next.
+    /// or hlt it moves past it.  Returns the entry the block was left from,
+    /// whose link (H:229) says where to go next.
     ///
-    /// The loop keeps as little as it can per instruction.  EIP is not
-    /// stored after every instruction: each decoded instruction knows where
-    /// it ends relative to the start of its block, so the loop only sets
-    /// `next_eip` (which branches change) from the block's start, and EIP is
-    /// written once when the block is left.  The instruction count is the
-    /// running total kept in each entry (a fused pair counts two).
-    /// And one comparison, against `block_limit`, both finds the end of the
-    /// block and notices that a handler asked to end it early.
+    /// The handlers do the stepping (H:252): each returns the entry to run
+    /// next, and the loop only calls and tests.  EIP is not stored after
+    /// every instruction: it stays at the block's start while the block
+    /// runs, and each entry knows where it ends relative to that, so EIP is
+    /// written once, when the block is left.  The instruction count is the
+    /// running total kept in each entry (a fused pair counts two), plus the
+    /// corrections that branches inside the block add to `run_count`.
     #[inline(always)]
     fn exec_fast(&mut self, block: &Block, stop_at: u64) -> Result<*const DInsn, Stop> {
-        let insns = &block.fast[..];
-        let base = self.eip;
-        self.block_limit = insns.as_ptr_range().end as usize;
-        let start = insns.as_ptr();
-        let mut p = start;
-        // Instructions completed in earlier passes through the block
-        // (intra-block branches, H:254), and instructions before the entry
-        // this pass started at, so that `cum` still counts right.
-        let mut done: u64 = 0;
-        let mut skipped: u64 = 0;
-        let last = loop {
-            // SAFETY: `p` starts at the first entry and steps by one (or
-            // jumps to a `target`, an index into the same entries); the loop
-            // ends as soon as it reaches `block_limit`, which is at most the
-            // end of the block's entries.
+        self.block_ended = false;
+        self.stop_at = stop_at;
+        self.run_count = self.icount;
+        let mut p = block.fast.as_ptr();
+        loop {
+            // SAFETY: `p` is the first entry of the block or an address a
+            // handler returned: the entry after its own (never past the
+            // sentinel, whose handler always leaves) or a branch target
+            // `Block::new` took from this same array.  The block is alive for
+            // the whole call (see the callers).
             let d = unsafe { &*p };
-            self.next_eip = base.wrapping_add(d.end as i32 as u32);
-            match (d.h)(self, d) {
-                Ok(()) => {
-                    // SAFETY: as above; at most one past the end, never read.
-                    p = unsafe { p.add(1) };
-                    if p as usize >= self.block_limit {
-                        break d;
-                    }
+            let next = (d.h)(self, d);
+            match Stop::from_bits(next.0) {
+                None => p = next.0 as *const DInsn,
+                Some(s) if s.is_taken() => {
+                    self.eip = self.next_eip;
+                    self.icount = self.run_count + d.cum as u64;
+                    return Ok(p);
                 }
-                Err(s) if s.is_taken() => {
-                    if d.target == NO_TARGET {
-                        break d;
-                    }
-                    // A branch to an entry of this block: carry on there.
-                    // Going backwards (a loop) is where the outer loop's
-                    // checks would have come, so they come here: pending
-                    // events and the budget.
-                    done += d.cum as u64 - skipped;
-                    if d.backward && (self.events.load(Ordering::Acquire) != 0 || self.icount + done >= stop_at) {
-                        skipped = d.cum as u64;
-                        break d;
-                    }
-                    skipped = d.target_skip as u64;
-                    // SAFETY: `target` is an index into `block.fast`.
-                    p = unsafe { start.add(d.target as usize) };
-                }
-                Err(s) => {
+                Some(s) => {
                     // (A fused pair cannot fault: both halves work on
                     // registers; its `end` would be the pair's.)
-                    self.eip = base.wrapping_add(d.end as i32 as u32).wrapping_sub(d.len as u32);
-                    self.icount += done + (d.cum - d.count as u16) as u64 - skipped;
+                    self.eip = self.eip.wrapping_add(d.end as i32 as u32).wrapping_sub(d.len as u32);
+                    self.icount = self.run_count + (d.cum - d.count as u16) as u64;
                     return Err(self.finish_stop(s));
                 }
             }
-        };
-        self.eip = self.next_eip;
-        self.icount += done + last.cum as u64 - skipped;
-        Ok(last as *const DInsn)
+        }
     }
 
     fn stop_exit(&mut self, stop: Stop) -> Exit {
@@ -219,7 +193,7 @@ impl Cpu {
         if until.is_none() && remaining >= insns.len() as u64 {
             return self.exec_fast(block, 0).map(|_| ());
         }
-        self.block_limit = usize::MAX;
+        self.block_ended = false;
         for (n, d) in insns.iter().enumerate() {
             if n as u64 >= remaining || (n > 0 && until == Some(self.eip)) {
                 break;
@@ -229,7 +203,7 @@ impl Cpu {
                 Ok(()) => {
                     self.eip = self.next_eip;
                     self.icount += 1;
-                    if self.block_limit == 0 {
+                    if self.block_ended {
                         break;
                     }
                 }
@@ -262,6 +236,100 @@ impl Cpu {
             None => self.icount.wrapping_add(self.tsc_offset),
         }
     }
+}
+
+// H:258 The fast loop's side of a handler.  Most handlers are written once,
+// for the exact loop, as `fn(&mut Cpu, &DInsn) -> R`; the macros
+// `exec::control!`, `exec::plain!` and `exec::regs!` wrap each in a small
+// function of its own that calls it (inlined) and turns its outcome into a
+// `Next`.  They differ in what the handler may do: a control transfer, an
+// interrupt or a system instruction reads `next_eip`, so `control!` sets it
+// first; everything else (arithmetic, moves, the stack) never does, and
+// `plain!` saves those instructions.  A handler that ends the block early
+// (`Cpu::end_block`) is noticed right after it, except after `regs!`
+// handlers: working on registers alone, they cannot.
+
+/// What follows a plain handler (one that never reads `next_eip`).
+#[inline(always)]
+pub fn after_plain(cpu: &mut Cpu, d: &DInsn, r: R) -> Next {
+    match r {
+        Ok(()) if !cpu.block_ended => Next::after(d),
+        Ok(()) => {
+            cpu.next_eip = cpu.eip.wrapping_add(d.end as i32 as u32);
+            Next::LEAVE
+        }
+        Err(s) => Next::stop(s),
+    }
+}
+
+/// What follows a register-only handler, which cannot end the block.
+#[inline(always)]
+pub fn after_regs(d: &DInsn, r: R) -> Next {
+    match r {
+        Ok(()) => Next::after(d),
+        Err(s) => Next::stop(s),
+    }
+}
+
+/// Point `next_eip` past the instruction, for a control handler.
+#[inline(always)]
+pub fn before_control(cpu: &mut Cpu, d: &DInsn) {
+    cpu.next_eip = cpu.eip.wrapping_add(d.end as i32 as u32);
+}
+
+/// What follows a control handler, which has set `next_eip` itself.
+#[inline(always)]
+pub fn after_control(cpu: &mut Cpu, d: &DInsn, r: R) -> Next {
+    match r {
+        Ok(()) if !cpu.block_ended => Next::after(d),
+        Ok(()) => Next::LEAVE,
+        Err(s) if s.is_taken() => match stay(cpu, d) {
+            Some(n) => n,
+            None => Next::LEAVE,
+        },
+        Err(s) => Next::stop(s),
+    }
+}
+
+/// The fast handler of every instruction without one of its own: its exact
+/// handler, called through the entry.  (Those are the generic handlers,
+/// long enough that the second call does not show.)
+pub fn generic(cpu: &mut Cpu, d: &DInsn) -> Next {
+    before_control(cpu, d);
+    let r = (d.h1)(cpu, d);
+    after_control(cpu, d, r)
+}
+
+/// H:259 A taken conditional branch whose target is an entry of the same
+/// block (H:254) goes straight there, adding the branch's correction to the
+/// running count.  A backward one is a loop, and a loop is where the outer
+/// loop's checks would have come between blocks, so they come here: pending
+/// events and the budget.  `None`: leave the block instead (the count then
+/// includes the branch, through its own `cum`).
+#[inline(always)]
+pub fn stay(cpu: &mut Cpu, d: &DInsn) -> Option<Next> {
+    if d.tnext == NO_TARGET {
+        return None;
+    }
+    let count = cpu.run_count.wrapping_add(d.tdelta);
+    if d.backward && (cpu.events.load(Ordering::Acquire) != 0 || count >= cpu.stop_at) {
+        return None;
+    }
+    cpu.run_count = count;
+    Some(Next(d.tnext as u64))
+}
+
+/// The sentinel at the end of every fast array (H:252): the block's last
+/// instruction completed without leaving, so go on after it.
+pub fn leave_block(cpu: &mut Cpu, d: &DInsn) -> Next {
+    cpu.next_eip = cpu.eip.wrapping_add(d.end as i32 as u32);
+    Next::LEAVE
+}
+
+/// The sentinel after a control handler, which has set `next_eip` itself:
+/// a jump the decoder did not follow, or a call.
+pub fn leave_as_is(_: &mut Cpu, _: &DInsn) -> Next {
+    Next::LEAVE
 }
 
 #[cfg(test)]

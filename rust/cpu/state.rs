@@ -123,13 +123,16 @@ pub enum StopKind {
 /// the top three bits, then whether there is an error code, the 16-bit error
 /// code, the vector and the fault address) holds everything a fault carries:
 /// x86 error codes are selectors or page-fault bits, never wider than 16 bits.
+/// Every kind has the top bit set, which no host address has: the fast loop's
+/// handlers return either the next entry's address or a stop in one word
+/// (`decode::Next`, H:252), and one sign test tells which.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Stop(std::num::NonZeroU64);
 
-const KIND_FAULT: u64 = 1;
-const KIND_INT: u64 = 2;
-const KIND_HLT: u64 = 3;
-const KIND_TAKEN: u64 = 4;
+const KIND_FAULT: u64 = 4;
+const KIND_INT: u64 = 5;
+const KIND_HLT: u64 = 6;
+const KIND_TAKEN: u64 = 7;
 
 impl Stop {
     const fn pack(kind: u64, payload: u64) -> Stop {
@@ -154,6 +157,24 @@ impl Stop {
     #[inline(always)]
     pub const fn int(vector: u8) -> Stop {
         Stop::pack(KIND_INT, vector as u64)
+    }
+
+    /// The packed word (its top bit is always set).
+    #[inline(always)]
+    pub const fn bits(self) -> u64 {
+        self.0.get()
+    }
+
+    /// Unpack a word made by `bits`.
+    #[inline(always)]
+    pub const fn from_bits(v: u64) -> Option<Stop> {
+        if v >> 63 == 0 {
+            return None;
+        }
+        match std::num::NonZeroU64::new(v) {
+            Some(n) => Some(Stop(n)),
+            None => None,
+        }
     }
 
     #[inline(always)]
@@ -243,12 +264,17 @@ pub struct Cpu {
     pub cache: BlockCache,
     /// Instructions retired since creation.
     pub icount: u64,
-    /// How far into the current block the fast loop may go: the address
-    /// just past its last decoded instruction, or zero once something must
-    /// end the block early (a write to a page holding decoded code, a change
-    /// of mode); see `end_block`.  An address rather than a pointer keeps
-    /// `Cpu` `Send`; it is only ever compared, never dereferenced.
-    pub block_limit: usize,
+    /// Set when something must end the current block early, after the
+    /// instruction that did it: a write to a page holding decoded code, a
+    /// change of mode; see `end_block`.
+    pub block_ended: bool,
+    /// While the fast loop runs a block (H:252): `icount` plus the
+    /// corrections of the branches taken inside the block so far, so that
+    /// the entry's running total `cum` added to it gives the true count.
+    pub run_count: u64,
+    /// While the fast loop runs: the count at which a backward branch
+    /// inside a block must leave it (the budget check, H:254).
+    pub stop_at: u64,
     /// Asynchronous requests from other threads, checked between blocks.
     pub events: Arc<AtomicU32>,
     /// The guest's view of CR0.TS (lguest's virtual TS flag).
@@ -276,7 +302,9 @@ impl Cpu {
             mmu,
             cache: BlockCache::new(),
             icount: 0,
-            block_limit: 0,
+            block_ended: false,
+            run_count: 0,
+            stop_at: 0,
             events: Arc::new(AtomicU32::new(0)),
             ts: false,
             tsc_clock: None,
@@ -410,7 +438,7 @@ impl Cpu {
     /// was decoded for may have changed.
     #[inline(always)]
     pub fn end_block(&mut self) {
-        self.block_limit = 0;
+        self.block_ended = true;
     }
 }
 

@@ -14,7 +14,7 @@
 use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
 use super::R;
-use crate::cpu::decode::{DInsn, Handler, MemOp, NO_REG};
+use crate::cpu::decode::{DInsn, MemOp, Pair, NO_REG};
 use crate::cpu::flags::{mask, FlagOp};
 use crate::cpu::state::{Cpu, SegReg, Stop, ESP};
 
@@ -520,55 +520,58 @@ pub fn mem_op(i: &Instruction) -> Option<MemOp> {
 }
 
 macro_rules! by_size {
-    ($s:expr, $f:ident $(, $c:expr)*) => {
+    ($w:ident; $s:expr, $f:ident $(, $c:expr)*) => {
         match $s {
-            1 => $f::<$($c,)* 1> as Handler,
-            2 => $f::<$($c,)* 2> as Handler,
-            _ => $f::<$($c,)* 4> as Handler,
+            1 => $w!($f::<$($c,)* 1>),
+            2 => $w!($f::<$($c,)* 2>),
+            _ => $w!($f::<$($c,)* 4>),
         }
+    };
+    ($s:expr, $f:ident $(, $c:expr)*) => {
+        by_size!(plain; $s, $f $(, $c)*)
     };
 }
 
 macro_rules! alu_op {
-    ($op:expr, $form:ident, $s:expr) => {
+    ($w:ident; $op:expr, $form:ident, $s:expr) => {
         match $op {
-            ADD => by_size!($s, $form, ADD),
-            OR => by_size!($s, $form, OR),
-            ADC => by_size!($s, $form, ADC),
-            SBB => by_size!($s, $form, SBB),
-            AND => by_size!($s, $form, AND),
-            SUB => by_size!($s, $form, SUB),
-            XOR => by_size!($s, $form, XOR),
-            CMP => by_size!($s, $form, CMP),
-            _ => by_size!($s, $form, TEST),
+            ADD => by_size!($w; $s, $form, ADD),
+            OR => by_size!($w; $s, $form, OR),
+            ADC => by_size!($w; $s, $form, ADC),
+            SBB => by_size!($w; $s, $form, SBB),
+            AND => by_size!($w; $s, $form, AND),
+            SUB => by_size!($w; $s, $form, SUB),
+            XOR => by_size!($w; $s, $form, XOR),
+            CMP => by_size!($w; $s, $form, CMP),
+            _ => by_size!($w; $s, $form, TEST),
         }
     };
 }
 
-fn jcc_handler(cc: u8) -> Handler {
+fn jcc_handler(cc: u8) -> Pair {
     match cc {
-        0 => jcc::<0>,
-        1 => jcc::<1>,
-        2 => jcc::<2>,
-        3 => jcc::<3>,
-        4 => jcc::<4>,
-        5 => jcc::<5>,
-        6 => jcc::<6>,
-        7 => jcc::<7>,
-        8 => jcc::<8>,
-        9 => jcc::<9>,
-        10 => jcc::<10>,
-        11 => jcc::<11>,
-        12 => jcc::<12>,
-        13 => jcc::<13>,
-        14 => jcc::<14>,
-        _ => jcc::<15>,
+        0 => control!(jcc::<0>),
+        1 => control!(jcc::<1>),
+        2 => control!(jcc::<2>),
+        3 => control!(jcc::<3>),
+        4 => control!(jcc::<4>),
+        5 => control!(jcc::<5>),
+        6 => control!(jcc::<6>),
+        7 => control!(jcc::<7>),
+        8 => control!(jcc::<8>),
+        9 => control!(jcc::<9>),
+        10 => control!(jcc::<10>),
+        11 => control!(jcc::<11>),
+        12 => control!(jcc::<12>),
+        13 => control!(jcc::<13>),
+        14 => control!(jcc::<14>),
+        _ => control!(jcc::<15>),
     }
 }
 
 /// H:270 Pick a specialised handler and fill in the pre-decoded operands, or
 /// say None to keep the generic one.
-pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
+pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Pair> {
     use Mnemonic as M;
     if i.has_lock_prefix() && i.op0_kind() != OpKind::Memory {
         return None;
@@ -624,26 +627,26 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
             };
         }
         return Some(match (k0, k1) {
-            (OpKind::Register, OpKind::Register) => alu_op!(op, alu_rr, s),
-            (OpKind::Register, OpKind::Memory) => alu_op!(op, alu_rm, s),
-            (OpKind::Memory, OpKind::Register) => alu_op!(op, alu_mr, s),
-            (OpKind::Register, k) if is_imm(k) => alu_op!(op, alu_ri, s),
-            (OpKind::Memory, k) if is_imm(k) => alu_op!(op, alu_mi, s),
+            (OpKind::Register, OpKind::Register) => alu_op!(regs; op, alu_rr, s),
+            (OpKind::Register, OpKind::Memory) => alu_op!(plain; op, alu_rm, s),
+            (OpKind::Memory, OpKind::Register) => alu_op!(plain; op, alu_mr, s),
+            (OpKind::Register, k) if is_imm(k) => alu_op!(regs; op, alu_ri, s),
+            (OpKind::Memory, k) if is_imm(k) => alu_op!(plain; op, alu_mi, s),
             _ => return None,
         });
     }
     match mnem {
         M::Mov if i.op_count() == 2 => match (k0, k1) {
-            (OpKind::Register, OpKind::Register) => Some(by_size!(s, mov_rr)),
+            (OpKind::Register, OpKind::Register) => Some(by_size!(regs; s, mov_rr)),
             (OpKind::Register, OpKind::Memory) => Some(by_form!(d.m, s, mov_rm)),
             (OpKind::Memory, OpKind::Register) => Some(by_form!(d.m, s, mov_mr)),
-            (OpKind::Register, k) if is_imm(k) => Some(by_size!(s, mov_ri)),
+            (OpKind::Register, k) if is_imm(k) => Some(by_size!(regs; s, mov_ri)),
             (OpKind::Memory, k) if is_imm(k) => Some(by_form!(d.m, s, mov_mi)),
             _ => None,
         },
         M::Lea if s == 4 => {
             d.m = mem_op(i)?;
-            Some(lea32)
+            Some(regs!(lea32))
         }
         M::Inc | M::Dec => {
             let dec = mnem == M::Dec;
@@ -651,33 +654,33 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
                 d.fuse = if dec { super::fuse::DEC_R } else { super::fuse::INC_R };
             }
             match (k0, dec) {
-                (OpKind::Register, false) => Some(by_size!(s, incdec_r, false)),
-                (OpKind::Register, true) => Some(by_size!(s, incdec_r, true)),
+                (OpKind::Register, false) => Some(by_size!(regs; s, incdec_r, false)),
+                (OpKind::Register, true) => Some(by_size!(regs; s, incdec_r, true)),
                 (OpKind::Memory, false) => Some(by_size!(s, incdec_m, false)),
                 (OpKind::Memory, true) => Some(by_size!(s, incdec_m, true)),
                 _ => None,
             }
         }
-        M::Push if i.code() == Code::Push_r32 => Some(push_r),
+        M::Push if i.code() == Code::Push_r32 => Some(plain!(push_r)),
         M::Push if matches!(i.code(), Code::Pushd_imm32 | Code::Pushd_imm8) => {
             d.imm = i.immediate(0) as u32;
-            Some(push_i)
+            Some(plain!(push_i))
         }
-        M::Pop if i.code() == Code::Pop_r32 => Some(pop_r),
+        M::Pop if i.code() == Code::Pop_r32 => Some(plain!(pop_r)),
         _ if i.condition_code() != iced_x86::ConditionCode::None && matches!(k0, OpKind::NearBranch32) && mnem != M::Loop => {
             if matches!(mnem, M::Loope | M::Loopne | M::Jecxz) {
                 return None;
             }
             Some(jcc_handler(i.condition_code() as u8 - 1))
         }
-        M::Jmp if k0 == OpKind::NearBranch32 => Some(jmp_rel),
-        M::Call if k0 == OpKind::NearBranch32 => Some(call_rel),
-        M::Ret if i.code() == Code::Retnd => Some(ret_near),
+        M::Jmp if k0 == OpKind::NearBranch32 => Some(control!(jmp_rel)),
+        M::Call if k0 == OpKind::NearBranch32 => Some(control!(call_rel)),
+        M::Ret if i.code() == Code::Retnd => Some(control!(ret_near)),
         M::Movzx if s == 4 => {
             let s1 = super::op_size(i, 1);
             match (k1, s1) {
-                (OpKind::Register, 1) => Some(movzx_rr::<1>),
-                (OpKind::Register, 2) => Some(movzx_rr::<2>),
+                (OpKind::Register, 1) => Some(regs!(movzx_rr::<1>)),
+                (OpKind::Register, 2) => Some(regs!(movzx_rr::<2>)),
                 (OpKind::Memory, 1 | 2) => Some(match form_of(&d.m) {
                     0 => by_size!(s1, movzx_rm, 0),
                     1 => by_size!(s1, movzx_rm, 1),
@@ -689,15 +692,15 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
         M::Movsx if s == 4 => {
             let s1 = super::op_size(i, 1);
             match (k1, s1) {
-                (OpKind::Register, 1) => Some(movsx_rr::<1>),
-                (OpKind::Register, 2) => Some(movsx_rr::<2>),
-                (OpKind::Memory, 1) => Some(movsx_rm::<1>),
-                (OpKind::Memory, 2) => Some(movsx_rm::<2>),
+                (OpKind::Register, 1) => Some(regs!(movsx_rr::<1>)),
+                (OpKind::Register, 2) => Some(regs!(movsx_rr::<2>)),
+                (OpKind::Memory, 1) => Some(plain!(movsx_rm::<1>)),
+                (OpKind::Memory, 2) => Some(plain!(movsx_rm::<2>)),
                 _ => None,
             }
         }
-        M::Not if k0 == OpKind::Register => Some(by_size!(s, not_r)),
-        M::Neg if k0 == OpKind::Register => Some(by_size!(s, neg_r)),
+        M::Not if k0 == OpKind::Register => Some(by_size!(regs; s, not_r)),
+        M::Neg if k0 == OpKind::Register => Some(by_size!(regs; s, neg_r)),
         M::Shl | M::Sal | M::Shr | M::Sar if k0 == OpKind::Memory => {
             let by_cl = i.op_count() == 2 && k1 == OpKind::Register;
             if by_cl && i.op1_register() != Register::CL {
@@ -729,24 +732,24 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Handler> {
                 d.fuse = super::fuse::SHIFT_RI + kind;
             }
             Some(match (s, by_cl, kind) {
-                (4, false, 0) => shift_r32::<0, false>,
-                (4, false, 1) => shift_r32::<1, false>,
-                (4, false, _) => shift_r32::<2, false>,
-                (4, true, 0) => shift_r32::<0, true>,
-                (4, true, 1) => shift_r32::<1, true>,
-                (4, true, _) => shift_r32::<2, true>,
-                (1, false, 0) => shift_small::<0, false, 1>,
-                (1, false, 1) => shift_small::<1, false, 1>,
-                (1, false, _) => shift_small::<2, false, 1>,
-                (1, true, 0) => shift_small::<0, true, 1>,
-                (1, true, 1) => shift_small::<1, true, 1>,
-                (1, true, _) => shift_small::<2, true, 1>,
-                (2, false, 0) => shift_small::<0, false, 2>,
-                (2, false, 1) => shift_small::<1, false, 2>,
-                (2, false, _) => shift_small::<2, false, 2>,
-                (2, true, 0) => shift_small::<0, true, 2>,
-                (2, true, 1) => shift_small::<1, true, 2>,
-                (2, true, _) => shift_small::<2, true, 2>,
+                (4, false, 0) => regs!(shift_r32::<0, false>),
+                (4, false, 1) => regs!(shift_r32::<1, false>),
+                (4, false, _) => regs!(shift_r32::<2, false>),
+                (4, true, 0) => regs!(shift_r32::<0, true>),
+                (4, true, 1) => regs!(shift_r32::<1, true>),
+                (4, true, _) => regs!(shift_r32::<2, true>),
+                (1, false, 0) => regs!(shift_small::<0, false, 1>),
+                (1, false, 1) => regs!(shift_small::<1, false, 1>),
+                (1, false, _) => regs!(shift_small::<2, false, 1>),
+                (1, true, 0) => regs!(shift_small::<0, true, 1>),
+                (1, true, 1) => regs!(shift_small::<1, true, 1>),
+                (1, true, _) => regs!(shift_small::<2, true, 1>),
+                (2, false, 0) => regs!(shift_small::<0, false, 2>),
+                (2, false, 1) => regs!(shift_small::<1, false, 2>),
+                (2, false, _) => regs!(shift_small::<2, false, 2>),
+                (2, true, 0) => regs!(shift_small::<0, true, 2>),
+                (2, true, 1) => regs!(shift_small::<1, true, 2>),
+                (2, true, _) => regs!(shift_small::<2, true, 2>),
                 _ => return None,
             })
         }

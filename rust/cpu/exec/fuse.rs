@@ -11,10 +11,12 @@
 // budget or a stop address between the two) execute on its own.
 
 use super::fast::rget;
-use super::R;
-use crate::cpu::decode::{DInsn, Handler};
+use crate::cpu::decode::{DInsn, FastHandler, Next};
 use crate::cpu::flags::{parity, FlagOp, Lazy};
-use crate::cpu::state::{Cpu, Stop};
+use crate::cpu::state::Cpu;
+
+/// What a fused handler returns: it only ever runs in the fast loop.
+type R = Next;
 
 pub const CMP_RR: u8 = 1;
 pub const CMP_RI: u8 = 2;
@@ -60,15 +62,19 @@ fn cond_and<const CC: u8>(a: u32, b: u32) -> bool {
     t ^ (CC & 1 != 0)
 }
 
+/// Where a fused pair goes: the next entry, or the branch target, inside
+/// the block if it can (H:259).  Leaving, `next_eip` becomes the target: a
+/// fused entry's `end` is the end of the pair (`Block::new`).
 #[inline(always)]
 fn branch(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
-    // A fused entry's `end` is the end of the pair (`Block::new`), so the
-    // fast loop has already pointed `next_eip` past the branch.
     if taken {
-        cpu.next_eip = cpu.next_eip.wrapping_add(d.rel2);
-        return Err(Stop::TAKEN);
+        if let Some(n) = crate::cpu::run::stay(cpu, d) {
+            return n;
+        }
+        cpu.next_eip = cpu.eip.wrapping_add(d.end as i32 as u32).wrapping_add(d.rel2);
+        return Next::LEAVE;
     }
-    Ok(())
+    Next::after(d)
 }
 
 fn cmp_rr<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
@@ -150,13 +156,11 @@ fn inc_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     incdec_j::<false, CC>(cpu, d)
 }
 
+/// A shift by a constant 1 to 31 (a count of 0 changes no flags, and is
+/// not fused: `try_fuse`).
 fn shift_ri<const KIND: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let c = d.imm & 0x1f;
-    if c == 0 {
-        // No flags change: the branch reads the previous ones.
-        let taken = cpu.cond(CC);
-        return branch(cpu, d, taken);
-    }
+    debug_assert!(c != 0);
     let a = cpu.regs[d.r0 as usize & 7];
     let (res, op) = super::fast::shift::<KIND>(a, c, 32);
     cpu.regs[d.r0 as usize & 7] = res;
@@ -169,7 +173,7 @@ fn shift_ri<const KIND: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 macro_rules! by_cc {
     ($f:ident $(, $c:expr)*; $cc:expr) => {
         match $cc {
-            0 => $f::<$($c,)* 0> as Handler,
+            0 => $f::<$($c,)* 0> as FastHandler,
             1 => $f::<$($c,)* 1>,
             2 => $f::<$($c,)* 2>,
             3 => $f::<$($c,)* 3>,
@@ -229,6 +233,9 @@ pub fn try_fuse(prev: &mut DInsn, next: &DInsn) {
         return;
     }
     let cc = i.condition_code() as u8 - 1;
+    if (SHIFT_RI..SHIFT_RI + 3).contains(&prev.fuse) && prev.imm & 0x1f == 0 {
+        return;
+    }
     prev.h = match prev.fuse {
         CMP_RR => by_cc!(cmp_rr, cc),
         CMP_RI => by_cc!(cmp_ri, cc),
@@ -243,6 +250,7 @@ pub fn try_fuse(prev: &mut DInsn, next: &DInsn) {
         _ => return,
     };
     prev.count = 2;
+    prev.control = false;
     prev.len2 = next.len;
     prev.rel2 = next.rel;
 }
