@@ -86,7 +86,7 @@ pub enum RunOutcome {
 /// a halted vCPU sleeps on.
 pub struct Shared {
     pub irqs: AtomicU32,
-    pub events: Arc<AtomicU32>,
+    pub events: Arc<crate::cpu::state::Events>,
     sleep: Mutex<()>,
     wake: Condvar,
     /// Guest-physical ranges devices wrote since the vCPU last looked.
@@ -102,7 +102,7 @@ impl Shared {
     /// sleeps on, H:950).  Delivery is the vCPU's job (H:1040).
     pub fn raise_irq(&self, irq: u32) {
         self.irqs.fetch_or(1 << irq, Ordering::AcqRel);
-        self.events.fetch_or(EVENT_IRQ, Ordering::Release);
+        self.events.raise(EVENT_IRQ);
         let _g = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
         self.wake.notify_all();
     }
@@ -113,7 +113,7 @@ impl Shared {
     /// virtqueue; the embedding API uses it for timeouts.
     pub fn interrupt(&self) {
         self.stop.store(true, Ordering::Release);
-        self.events.fetch_or(EVENT_STOP, Ordering::Release);
+        self.events.raise(EVENT_STOP);
         let _g = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
         self.wake.notify_all();
     }
@@ -130,7 +130,7 @@ impl Shared {
             return;
         }
         self.dma.lock().unwrap_or_else(|e| e.into_inner()).push((gpa, len));
-        self.events.fetch_or(EVENT_DMA, Ordering::Release);
+        self.events.raise(EVENT_DMA);
     }
 }
 
@@ -350,12 +350,12 @@ impl Guest {
                 return RunOutcome::Yield;
             }
             if self.shared.stop.swap(false, Ordering::AcqRel) {
-                self.cpu.events.fetch_and(!EVENT_STOP, Ordering::AcqRel);
+                self.cpu.events.take(EVENT_STOP);
                 return RunOutcome::Interrupted;
             }
             self.check_timer();
             // Consume the "look at interrupts" event before we look.
-            let ev = self.cpu.events.fetch_and(!(EVENT_IRQ | EVENT_DMA), Ordering::AcqRel);
+            let ev = self.cpu.events.take(EVENT_IRQ | EVENT_DMA);
             if ev & EVENT_DMA != 0 {
                 self.drop_dma_code();
             }

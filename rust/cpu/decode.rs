@@ -82,6 +82,10 @@ pub struct Pair {
 /// No branch target inside the block (`DInsn::tnext`).
 pub const NO_TARGET: usize = 0;
 
+/// The count correction of a branch that leaves its block (H:259): added to
+/// any real count it exceeds every limit (`state::MAX_LIMIT`).
+pub const LEAVE_DELTA: u64 = 1 << 63;
+
 /// "No register" in a pre-decoded operand.
 pub const NO_REG: u8 = 0xff;
 
@@ -150,11 +154,10 @@ pub struct DInsn {
     /// address rather than a pointer keeps `Cpu` `Send`.
     pub tnext: usize,
     /// With `tnext`: what to add to `Cpu::run_count` on the way there (the
-    /// entry's `cum` minus the instructions before the target, wrapping), and
-    /// whether the branch goes backwards (to this entry or an earlier one).
+    /// entry's `cum` minus the instructions before the target, wrapping), or
+    /// `LEAVE_DELTA` if there is no target in the block.
     pub tdelta: u64,
-    pub backward: bool,
-    /// Whether the fast handler always sets `next_eip` (H:258): a control
+    /// Whether the fast handler always sets `next_eip` (H:232): a control
     /// transfer's target, or simply the next instruction.  Only then may
     /// the sentinel after it leave `next_eip` as it finds it.
     pub control: bool,
@@ -245,7 +248,7 @@ impl Block {
         let before: Vec<u16> = fast.iter().map(|d| d.cum - d.count as u16).collect();
         let real = fast.len().saturating_sub(1);
         let base = fast.as_ptr() as usize;
-        for (k, d) in fast[..real].iter_mut().enumerate() {
+        for d in fast[..real].iter_mut() {
             // Offsets wrap like the addresses they stand for: a guest's
             // branch displacement can be anything.
             let target = if d.count == 2 {
@@ -259,7 +262,6 @@ impl Block {
                 if let Some(idx) = starts[..real].iter().position(|&s| s == t) {
                     d.tnext = base + idx * std::mem::size_of::<DInsn>();
                     d.tdelta = (d.cum as u64).wrapping_sub(before[idx] as u64);
-                    d.backward = idx <= k;
                 }
             }
         }

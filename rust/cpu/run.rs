@@ -10,9 +10,8 @@
 // slower variant of the inner loop, so the common case pays nothing for
 // them.
 
-use std::sync::atomic::Ordering;
 
-use super::decode::{Block, Chain, DInsn, Decoded, Next, MAX_BLOCK, NO_TARGET};
+use super::decode::{Block, Chain, DInsn, Decoded, Next, MAX_BLOCK};
 use super::exec::R;
 use super::state::{Cpu, Exit, Stop, StopKind};
 
@@ -28,7 +27,7 @@ impl Cpu {
             }
         }
         loop {
-            if self.events.load(Ordering::Acquire) != 0 {
+            if self.events.pending() != 0 {
                 return Exit::Event;
             }
             let done = self.icount - start;
@@ -70,11 +69,15 @@ impl Cpu {
     /// no block has been thrown away since the link was made (`gen`).
     fn run_fast(&mut self, stop_at: u64) -> Option<Exit> {
         let mut next: Option<*const Block> = None;
+        if !self.events.arm(stop_at) {
+            return Some(Exit::Event);
+        }
         loop {
-            if self.events.load(Ordering::Acquire) != 0 {
-                return Some(Exit::Event);
-            }
-            if self.icount >= stop_at {
+            // One test for both events and the budget (H:258).
+            if self.icount >= self.events.limit() {
+                if self.events.pending() != 0 {
+                    return Some(Exit::Event);
+                }
                 return None;
             }
             let cur = match next.take() {
@@ -82,7 +85,7 @@ impl Cpu {
                 None => match self.fetch_block() {
                     Ok(Decoded::Cached(b)) => b,
                     Ok(Decoded::Uncached(b)) => {
-                        if let Err(stop) = self.exec_fast(&b, stop_at) {
+                        if let Err(stop) = self.exec_fast(&b) {
                             return Some(self.stop_exit(stop));
                         }
                         continue;
@@ -98,7 +101,7 @@ impl Cpu {
             let gen = self.cache.gen;
             let cs_base = self.segs[super::state::SegReg::Cs as usize].base;
             let entry_lin = cs_base.wrapping_add(self.eip);
-            let last = match self.exec_fast(block, stop_at) {
+            let last = match self.exec_fast(block) {
                 Ok(d) => d,
                 Err(stop) => return Some(self.stop_exit(stop)),
             };
@@ -144,9 +147,8 @@ impl Cpu {
     /// running total kept in each entry (a fused pair counts two), plus the
     /// corrections that branches inside the block add to `run_count`.
     #[inline(always)]
-    fn exec_fast(&mut self, block: &Block, stop_at: u64) -> Result<*const DInsn, Stop> {
+    fn exec_fast(&mut self, block: &Block) -> Result<*const DInsn, Stop> {
         self.block_ended = false;
-        self.stop_at = stop_at;
         self.run_count = self.icount;
         let mut p = block.fast.as_ptr();
         loop {
@@ -191,7 +193,8 @@ impl Cpu {
     fn exec_block(&mut self, block: &Block, remaining: u64, until: Option<u32>) -> Result<(), Stop> {
         let insns = &block.insns[..];
         if until.is_none() && remaining >= insns.len() as u64 {
-            return self.exec_fast(block, 0).map(|_| ());
+            self.events.disarm();
+            return self.exec_fast(block).map(|_| ());
         }
         self.block_ended = false;
         for (n, d) in insns.iter().enumerate() {
@@ -238,7 +241,7 @@ impl Cpu {
     }
 }
 
-// H:258 The fast loop's side of a handler.  Most handlers are written once,
+// H:232 The fast loop's side of a handler.  Most handlers are written once,
 // for the exact loop, as `fn(&mut Cpu, &DInsn) -> R`; the macros
 // `exec::control!`, `exec::plain!` and `exec::regs!` wrap each in a small
 // function of its own that calls it (inlined) and turns its outcome into a
@@ -304,15 +307,16 @@ pub fn generic(cpu: &mut Cpu, d: &DInsn) -> Next {
 /// block (H:254) goes straight there, adding the branch's correction to the
 /// running count.  A backward one is a loop, and a loop is where the outer
 /// loop's checks would have come between blocks, so they come here: pending
-/// events and the budget.  `None`: leave the block instead (the count then
-/// includes the branch, through its own `cum`).
+/// events and the budget, in one comparison with the limit (H:258).  That
+/// same comparison also sends a branch out of the block when its target is
+/// elsewhere: such a branch's correction is `LEAVE_DELTA`, which lifts the
+/// count above any limit.  (Forward branches are checked too, which is
+/// never wrong: leaving a block early only costs time.)  `None`: leave the
+/// block (the count then includes the branch, through its own `cum`).
 #[inline(always)]
 pub fn stay(cpu: &mut Cpu, d: &DInsn) -> Option<Next> {
-    if d.tnext == NO_TARGET {
-        return None;
-    }
     let count = cpu.run_count.wrapping_add(d.tdelta);
-    if d.backward && (cpu.events.load(Ordering::Acquire) != 0 || count >= cpu.stop_at) {
+    if count >= cpu.events.limit() {
         return None;
     }
     cpu.run_count = count;
@@ -340,8 +344,7 @@ mod tests {
     //! that never leaves its block.
     use crate::bare::BareCpu;
     use crate::cpu::state::{Exit, EVENT_STOP};
-    use std::sync::atomic::Ordering;
-
+    
     /// `l: add eax, 1; shr ebx, 1; jnc skip; inc edx; skip: dec ecx; jnz l; hlt`,
     /// a loop with a forward skip, both branches inside one block.
     const LOOP: [u8; 16] = [0x83, 0xc0, 0x01, 0xd1, 0xeb, 0x73, 0x01, 0x42, 0x49, 0x75, 0xf5, 0xf4, 0, 0, 0, 0];
@@ -401,7 +404,7 @@ mod tests {
         let events = b.cpu.events.clone();
         let t = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(20));
-            events.fetch_or(EVENT_STOP, Ordering::AcqRel);
+            events.raise(EVENT_STOP);
         });
         let e = b.run(Some(0x1000), 0, None);
         t.join().unwrap();

@@ -1,6 +1,6 @@
 //! Processor state: registers, segments, and how execution stops.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::decode::BlockCache;
@@ -247,6 +247,69 @@ pub const EVENT_STOP: u32 = 2;
 /// A device wrote guest memory (DMA): decoded code on those pages may be stale.
 pub const EVENT_DMA: u32 = 4;
 
+/// The event bits, and the instruction count at which the fast loop must
+/// look at them.
+///
+/// H:258 A loop inside one block has two reasons to stop at its backward
+/// branch: an event, or the end of its instruction budget.  Both are folded
+/// into one comparison.  The loop is given the count at which its budget
+/// ends (`arm`), and whoever raises an event also drops that limit to zero
+/// (`raise`), so "the count has reached the limit" covers both.  The order
+/// makes it safe: the loop stores its limit and then reads the bits; a
+/// raiser sets its bit and then zeroes the limit.  In the one total order of
+/// these sequentially consistent operations, either the loop's read sees the
+/// bit, or the raiser's zero comes after the loop's limit and stays.
+/// The highest limit `Events::arm` sets: 2^62 instructions, over a century
+/// of guest time.
+pub const MAX_LIMIT: u64 = 1 << 62;
+
+#[derive(Default)]
+pub struct Events {
+    bits: AtomicU32,
+    limit: AtomicU64,
+}
+
+impl Events {
+    /// Set event bits, from any thread.
+    pub fn raise(&self, bits: u32) {
+        self.bits.fetch_or(bits, Ordering::SeqCst);
+        self.limit.store(0, Ordering::SeqCst);
+    }
+
+    /// The pending bits.
+    #[inline(always)]
+    pub fn pending(&self) -> u32 {
+        self.bits.load(Ordering::Acquire)
+    }
+
+    /// Clear `mask`, returning the bits that were pending.
+    pub fn take(&self, mask: u32) -> u32 {
+        self.bits.fetch_and(!mask, Ordering::AcqRel)
+    }
+
+    /// Let the fast loop run until `limit` instructions: false if an event
+    /// is already pending.  Limits stop at `MAX_LIMIT`, far below a branch's
+    /// `LEAVE_DELTA` (H:259).
+    #[inline]
+    pub fn arm(&self, limit: u64) -> bool {
+        self.limit.store(limit.min(MAX_LIMIT), Ordering::SeqCst);
+        self.bits.load(Ordering::SeqCst) == 0
+    }
+
+    /// Make every backward branch leave its block (the exact loop: no
+    /// event can be lost by lowering the limit).
+    #[inline]
+    pub fn disarm(&self) {
+        self.limit.store(0, Ordering::Relaxed);
+    }
+
+    /// The count at which the fast loop must stop and look.
+    #[inline(always)]
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+}
+
 pub struct Cpu {
     pub regs: [u32; 8],
     pub eip: u32,
@@ -272,11 +335,8 @@ pub struct Cpu {
     /// corrections of the branches taken inside the block so far, so that
     /// the entry's running total `cum` added to it gives the true count.
     pub run_count: u64,
-    /// While the fast loop runs: the count at which a backward branch
-    /// inside a block must leave it (the budget check, H:254).
-    pub stop_at: u64,
     /// Asynchronous requests from other threads, checked between blocks.
-    pub events: Arc<AtomicU32>,
+    pub events: Arc<Events>,
     /// The guest's view of CR0.TS (lguest's virtual TS flag).
     pub ts: bool,
     /// Time stamp counter: with a clock, rdtsc counts nanoseconds since that
@@ -304,8 +364,7 @@ impl Cpu {
             icount: 0,
             block_ended: false,
             run_count: 0,
-            stop_at: 0,
-            events: Arc::new(AtomicU32::new(0)),
+            events: Arc::new(Events::default()),
             ts: false,
             tsc_clock: None,
             tsc_offset: 0,

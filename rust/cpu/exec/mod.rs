@@ -13,7 +13,7 @@ use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 use super::decode::{DInsn, Handler, MemOp, NO_REG};
 use super::state::{Cpu, Fault, SegReg, Stop};
 
-/// Both handlers for `f`, a handler that never reads `next_eip` (H:258):
+/// Both handlers for `f`, a handler that never reads `next_eip` (H:232):
 /// arithmetic, moves, the stack.  `f` is a path to a function item, whose
 /// generic arguments (if any) are constants.
 macro_rules! plain {
@@ -26,7 +26,7 @@ macro_rules! plain {
     }};
 }
 
-/// Both handlers for `f`, a handler that works on registers alone (H:258):
+/// Both handlers for `f`, a handler that works on registers alone (H:232):
 /// it never reads `next_eip` and, touching no memory, never ends a block.
 macro_rules! regs {
     ($f:expr) => {{
@@ -39,7 +39,7 @@ macro_rules! regs {
 }
 
 /// Both handlers for `f`, a handler that may read or change `next_eip`
-/// (H:258): control transfers.
+/// (H:232): control transfers.
 macro_rules! control {
     ($f:expr) => {{
         fn fast(cpu: &mut $crate::cpu::state::Cpu, d: &$crate::cpu::decode::DInsn) -> $crate::cpu::decode::Next {
@@ -226,7 +226,7 @@ pub fn make(i: &Instruction) -> DInsn {
     } else {
         0
     };
-    let mut d = DInsn { h: super::run::generic, h1: undefined, count: 1, fuse: 0, len2: 0, rel2: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as i16, cum: 0, tnext: super::decode::NO_TARGET, tdelta: 0, backward: false, control: true, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
+    let mut d = DInsn { h: super::run::generic, h1: undefined, count: 1, fuse: 0, len2: 0, rel2: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as i16, cum: 0, tnext: super::decode::NO_TARGET, tdelta: super::decode::LEAVE_DELTA, control: true, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
     let pair = if i.is_invalid() || addr16 || i.has_lock_prefix() { None } else { fast::specialize(i, &mut d) };
     match pair {
         Some(p) => {
