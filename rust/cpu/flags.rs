@@ -40,9 +40,13 @@ pub enum FlagOp {
     /// inc/dec keep CF: `carry` holds the old one.
     Inc,
     Dec,
-    /// Shifts by a non-zero count: `b` holds the count, `a` the original value.
+    /// Shifts by a non-zero count.  Their flags come from the result and
+    /// CF alone, so, as for logic operations, no operands are kept: a right
+    /// shift by exactly one (whose OF is the original sign bit, still there
+    /// one place lower in the result) is told apart as `Shr1`.
     Shl,
     Shr,
+    Shr1,
     Sar,
 }
 
@@ -108,18 +112,18 @@ impl Lazy {
             FlagOp::Sbb => (a & m) < (b & m) || (self.cf && (a & m) == (b & m)),
             FlagOp::Logic => false,
             FlagOp::Shl => b <= bits as u32 && (a >> (bits as u32 - b)) & 1 != 0,
-            FlagOp::Shr => b <= bits as u32 && (a >> (b - 1)) & 1 != 0,
+            FlagOp::Shr | FlagOp::Shr1 => b <= bits as u32 && (a >> (b - 1)) & 1 != 0,
             FlagOp::Sar => {
                 let c = b.min(bits as u32);
                 ((sign_extend(a, bits) as i32 >> (c - 1).min(31)) & 1) != 0
             }
         };
-        self.op = op;
+        self.op = if op == FlagOp::Shr && b == 1 { FlagOp::Shr1 } else { op };
         self.bits = bits;
-        // The flags of logic operations and inc/dec depend on the result
-        // alone (and CF), so their operands are not kept: two stores fewer
-        // for the commonest flag-setters.
-        if !matches!(op, FlagOp::Logic | FlagOp::Inc | FlagOp::Dec) {
+        // The flags of logic operations, inc/dec and shifts depend on the
+        // result alone (and CF), so their operands are not kept: two stores
+        // fewer for the commonest flag-setters.
+        if !matches!(op, FlagOp::Logic | FlagOp::Inc | FlagOp::Dec | FlagOp::Shl | FlagOp::Shr | FlagOp::Shr1 | FlagOp::Sar) {
             self.a = a;
             self.b = b;
         }
@@ -149,7 +153,7 @@ impl Lazy {
     #[inline(always)]
     pub fn af(&self) -> bool {
         match self.op {
-            FlagOp::Logic | FlagOp::Shl | FlagOp::Shr | FlagOp::Sar => false,
+            FlagOp::Logic | FlagOp::Shl | FlagOp::Shr | FlagOp::Shr1 | FlagOp::Sar => false,
             FlagOp::Inc => (self.res & 0xf) == 0,
             FlagOp::Dec => (self.res & 0xf) == 0xf,
             _ => ((self.a ^ self.b ^ self.res) & 0x10) != 0,
@@ -170,15 +174,12 @@ impl Lazy {
             // computes it as for a count of one on the last step, which is what
             // these formulas give.
             FlagOp::Shl => sign(self.res, bits) ^ self.cf(),
-            FlagOp::Shr => {
-                // OF = most significant bit of the original operand (count 1);
-                // real CPUs compute it from the last single-bit step.
-                if self.b == 1 {
-                    sign(self.a, bits)
-                } else {
-                    false
-                }
-            }
+            // A count of one: OF is the original operand's sign bit, which
+            // is now the result's second-highest bit.  For larger counts
+            // real CPUs compute it from the last single-bit step, which
+            // shifted a zero in.
+            FlagOp::Shr1 => (self.res >> (bits - 2)) & 1 != 0,
+            FlagOp::Shr => false,
             FlagOp::Sar => false,
         }
     }
@@ -308,5 +309,47 @@ mod tests {
         // 5 - 0xff - 1 in 8 bits borrows.
         let f = flags(FlagOp::Sbb, 8, 5, 0xff, 5u32.wrapping_sub(0x100), true);
         assert_ne!(f & CF, 0);
+    }
+
+    /// The flags the host processor itself gives a 32-bit shift: silicon is
+    /// the oracle.
+    #[cfg(target_arch = "x86_64")]
+    fn silicon_shift(kind: u8, a: u32, c: u8) -> (u32, u32) {
+        let mut v = a;
+        let f: u64;
+        // SAFETY: the shifts work on registers only, and pushfq/pop leave
+        // the stack as they found it.
+        unsafe {
+            match kind {
+                0 => std::arch::asm!("shl {v:e}, cl", "pushfq", "pop {f}", v = inout(reg) v, f = out(reg) f, in("cl") c),
+                1 => std::arch::asm!("shr {v:e}, cl", "pushfq", "pop {f}", v = inout(reg) v, f = out(reg) f, in("cl") c),
+                _ => std::arch::asm!("sar {v:e}, cl", "pushfq", "pop {f}", v = inout(reg) v, f = out(reg) f, in("cl") c),
+            }
+        }
+        (v, f as u32)
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn shift_flags_match_silicon() {
+        let values = [0u32, 1, 2, 3, 0x4000_0000, 0x7fff_ffff, 0x8000_0000, 0x8000_0001, 0xc000_0000, 0xffff_ffff, 0x1234_5678, 0xedb8_8320];
+        for kind in 0..3u8 {
+            for &a in &values {
+                for c in [1u8, 2, 5, 31] {
+                    let (res, want) = silicon_shift(kind, a, c);
+                    let (got_res, op) = crate::cpu::exec::fast::shift_for_test(kind, a, c as u32);
+                    assert_eq!(got_res, res, "kind {kind} a {a:#x} c {c}");
+                    // OF is defined for a count of one only; AF never.
+                    let defined = CF | PF | ZF | SF | if c == 1 { OF } else { 0 };
+                    let got = flags(op, 32, a, c as u32, res, false);
+                    assert_eq!(got & defined, want & defined, "kind {kind} a {a:#x} c {c}");
+                    if kind == 1 && c == 1 {
+                        // The fused handler's own record for a shift by one.
+                        let fused = flags(FlagOp::Shr1, 32, a, 1, res, false);
+                        assert_eq!(fused & defined, want & defined, "shr1 a {a:#x}");
+                    }
+                }
+            }
+        }
     }
 }

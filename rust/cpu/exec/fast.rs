@@ -404,7 +404,7 @@ fn movsx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 /// The same instructions with the TLB's miss path (and its faults).
 mod slow;
 
-/// A shift (`KIND` 0 shl, 1 shr, 2 sar) of a `bits`-wide value by a count
+/// A shift (`KIND` 0 shl, 1 shr, 2 sar, 3 shr by one) of a `bits`-wide value by a count
 /// of 1 to 31, masked to the size, and the lazy-flags operation that
 /// describes it.
 #[inline(always)]
@@ -412,9 +412,21 @@ pub fn shift<const KIND: u8>(a: u32, c: u32, bits: u8) -> (u32, FlagOp) {
     let (res, op) = match KIND {
         0 => (a << c, FlagOp::Shl),
         1 => (a >> c, FlagOp::Shr),
+        // (Only ever with a count of one.)
+        3 => (a >> 1, FlagOp::Shr1),
         _ => (((crate::cpu::flags::sign_extend(a, bits) as i32) >> c) as u32, FlagOp::Sar),
     };
     (res & mask(bits), op)
+}
+
+/// `shift` with the kind as a value, for tests.
+#[cfg(test)]
+pub fn shift_for_test(kind: u8, a: u32, c: u32) -> (u32, FlagOp) {
+    match kind {
+        0 => shift::<0>(a, c, 32),
+        1 => shift::<1>(a, c, 32),
+        _ => shift::<2>(a, c, 32),
+    }
 }
 
 /// Shifts of a 32-bit register by an immediate or the implicit 1 (in
@@ -729,6 +741,8 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Pair> {
                 _ => 0,
             };
             if s == 4 && !by_cl {
+                // A right shift by one has its own flag record (`Shr1`).
+                let kind = if kind == 1 && d.imm & 0x1f == 1 { 3 } else { kind };
                 d.fuse = super::fuse::SHIFT_RI + kind;
             }
             Some(match (s, by_cl, kind) {

@@ -27,8 +27,8 @@ pub const INC_R: u8 = 5;
 /// register (op numbers from `alu`, below 16).
 pub const ALU_RI: u8 = 16;
 pub const ALU_RR: u8 = 32;
-/// `SHIFT_RI + kind` (0 shl, 1 shr, 2 sar): a 32-bit register shifted by an
-/// immediate or 1.
+/// `SHIFT_RI + kind` (0 shl, 1 shr, 2 sar, 3 shr by one): a 32-bit register
+/// shifted by an immediate or 1.
 pub const SHIFT_RI: u8 = 48;
 
 /// Condition `CC` after `a - b` (32-bit).
@@ -159,7 +159,7 @@ fn inc_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 /// A shift by a constant 1 to 31 (a count of 0 changes no flags, and is
 /// not fused: `try_fuse`).
 fn shift_ri<const KIND: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let c = d.imm & 0x1f;
+    let c = if KIND == 3 { 1 } else { d.imm & 0x1f };
     debug_assert!(c != 0);
     let a = cpu.regs[d.r0 as usize & 7];
     let (res, op) = super::fast::shift::<KIND>(a, c, 32);
@@ -233,7 +233,7 @@ pub fn try_fuse(prev: &mut DInsn, next: &DInsn) {
         return;
     }
     let cc = i.condition_code() as u8 - 1;
-    if (SHIFT_RI..SHIFT_RI + 3).contains(&prev.fuse) && prev.imm & 0x1f == 0 {
+    if (SHIFT_RI..SHIFT_RI + 4).contains(&prev.fuse) && prev.imm & 0x1f == 0 {
         return;
     }
     prev.h = match prev.fuse {
@@ -247,6 +247,7 @@ pub fn try_fuse(prev: &mut DInsn, next: &DInsn) {
         f if f == SHIFT_RI => by_cc!(shift_ri, 0, cc),
         f if f == SHIFT_RI + 1 => by_cc!(shift_ri, 1, cc),
         f if f == SHIFT_RI + 2 => by_cc!(shift_ri, 2, cc),
+        f if f == SHIFT_RI + 3 => by_cc!(shift_ri, 3, cc),
         _ => return,
     };
     prev.count = 2;
