@@ -50,7 +50,7 @@ impl BareCpu {
     }
 
     pub fn mem_map(&mut self, addr: u64, size: u64) -> Result<(), BareError> {
-        if addr % 4096 != 0 || size % 4096 != 0 || size == 0 {
+        if !addr.is_multiple_of(4096) || !size.is_multiple_of(4096) || size == 0 {
             return Err(BareError::Unaligned(addr, size));
         }
         let end = addr.checked_add(size).filter(|&e| e <= 1 << 32).ok_or(BareError::Overlap(addr, addr.wrapping_add(size)))?;

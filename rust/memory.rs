@@ -53,7 +53,7 @@ impl GuestMemory {
     /// Map `len` bytes of zeroed memory.  `len` must be a non-zero multiple of
     /// the page size and at most 4 GiB (a 32-bit guest can address no more).
     pub fn new(len: usize) -> Result<Self, MemoryError> {
-        if len == 0 || len % PAGE_SIZE as usize != 0 {
+        if len == 0 || !len.is_multiple_of(PAGE_SIZE as usize) {
             return Err(MemoryError::BadSize(len as u64));
         }
         if len as u64 > (1u64 << 32) - PAGE_SIZE as u64 {

@@ -77,6 +77,9 @@ pub struct Pair {
     pub fast: FastHandler,
     /// Whether `fast` always leaves `next_eip` set (see `DInsn::control`).
     pub control: bool,
+    /// A predicated twin of `fast`, for a register-only instruction a
+    /// branch may skip (H:287).
+    pub pred: Option<FastHandler>,
 }
 
 /// No branch target inside the block (`DInsn::tnext`).
@@ -124,13 +127,17 @@ pub struct DInsn {
     pub h: FastHandler,
     /// The handler for this instruction alone (instruction-exact runs).
     pub h1: Handler,
+    /// The predicated twin of `h`, if it has one (H:287).
+    pub hp: Option<FastHandler>,
     /// Instructions `h` executes: 1, or 2 for a fused compare-and-branch
     /// (the branch then follows as its own entry, which the fast loop skips).
     pub count: u8,
     /// What kind of flag-setter this is, for fusion with a following jcc
     /// (0: not fusable); see `exec::fuse`.
     pub fuse: u8,
-    /// For a fused pair: the branch's length and displacement.
+    /// For a fused pair: the branch's condition code, length and
+    /// displacement.
+    pub cc: u8,
     pub len2: u8,
     pub rel2: u32,
     /// Register numbers (x86 encoding) of operands 0 and 1, if registers.
@@ -262,6 +269,20 @@ impl Block {
                 if let Some(idx) = starts[..real].iter().position(|&s| s == t) {
                     d.tnext = base + idx * std::mem::size_of::<DInsn>();
                     d.tdelta = (d.cum as u64).wrapping_sub(before[idx] as u64);
+                }
+            }
+        }
+        // H:288 A fused branch over exactly one register-only instruction
+        // does not branch (H:287), if nothing else in the block jumps to
+        // that instruction: its twin relies on the pair in front of it.
+        let size = std::mem::size_of::<DInsn>();
+        for k in 0..real.saturating_sub(2) {
+            let skipped = base + (k + 1) * size;
+            let reached = fast[..real].iter().any(|d| d.tnext == skipped);
+            if fast[k].count == 2 && fast[k].tnext == base + (k + 2) * size && fast[k + 1].count == 1 && !reached {
+                if let (Some(h), Some(hp)) = (exec::fuse::handler::<true>(fast[k].fuse, fast[k].cc), fast[k + 1].hp) {
+                    fast[k].h = h;
+                    fast[k + 1].h = hp;
                 }
             }
         }

@@ -69,6 +69,16 @@ pub struct Lazy {
     pub res: u32,
 }
 
+impl Lazy {
+    /// `a` if `first`, else `b`, field by field with conditional moves
+    /// rather than a branch (H:287).
+    #[inline(always)]
+    pub fn select(first: bool, a: Lazy, b: Lazy) -> Lazy {
+        use std::hint::select_unpredictable as pick;
+        Lazy { op: pick(first, a.op, b.op), bits: pick(first, a.bits, b.bits), cf: pick(first, a.cf, b.cf), a: pick(first, a.a, b.a), b: pick(first, a.b, b.b), res: pick(first, a.res, b.res) }
+    }
+}
+
 impl Default for Lazy {
     fn default() -> Self {
         Lazy { op: FlagOp::Eager, bits: 32, cf: false, a: 0, b: 0, res: 0 }
@@ -91,7 +101,7 @@ fn sign(v: u32, bits: u8) -> bool {
 
 #[inline(always)]
 pub fn parity(v: u32) -> bool {
-    (v as u8).count_ones() % 2 == 0
+    (v as u8).count_ones().is_multiple_of(2)
 }
 
 impl Lazy {

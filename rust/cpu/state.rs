@@ -335,6 +335,9 @@ pub struct Cpu {
     /// corrections of the branches taken inside the block so far, so that
     /// the entry's running total `cum` added to it gives the true count.
     pub run_count: u64,
+    /// Whether a fused branch just skipped the predicated instruction that
+    /// follows it (H:287).
+    pub pred_skip: bool,
     /// Asynchronous requests from other threads, checked between blocks.
     pub events: Arc<Events>,
     /// The guest's view of CR0.TS (lguest's virtual TS flag).
@@ -364,6 +367,7 @@ impl Cpu {
             icount: 0,
             block_ended: false,
             run_count: 0,
+            pred_skip: false,
             events: Arc::new(Events::default()),
             ts: false,
             tsc_clock: None,

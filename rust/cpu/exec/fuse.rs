@@ -64,9 +64,14 @@ fn cond_and<const CC: u8>(a: u32, b: u32) -> bool {
 
 /// Where a fused pair goes: the next entry, or the branch target, inside
 /// the block if it can (H:259).  Leaving, `next_eip` becomes the target: a
-/// fused entry's `end` is the end of the pair (`Block::new`).
+/// fused entry's `end` is the end of the pair (`Block::new`).  With `PRED`,
+/// the branch skips exactly one simple instruction, done without a branch
+/// (H:287).
 #[inline(always)]
-fn branch(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
+fn branch<const PRED: bool>(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
+    if PRED {
+        return predicated(cpu, d, taken);
+    }
     if taken {
         if let Some(n) = crate::cpu::run::stay(cpu, d) {
             return n;
@@ -77,35 +82,55 @@ fn branch(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
     Next::after(d)
 }
 
-fn cmp_rr<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+// H:287 A conditional branch over a single instruction is how code for the
+// i386, which has no cmov, says "if (c) x ^= k" or "if (c) x = y".  When the
+// condition follows the data (a CRC's low bit, a comparison in a sort) the
+// host's branch predictor guesses it wrong half the time, and each wrong
+// guess costs the host more than the two guest instructions are worth.  So
+// when a fused pair's branch skips exactly one entry, and that entry works
+// on registers alone and is reached no other way, the pair does not branch
+// at all: it notes whether the branch was taken (`Cpu::pred_skip`) and goes
+// on to the skipped entry, whose handler is a predicated twin
+// (`exec::regs!`).  The twin does its work, then keeps or undoes it with
+// conditional moves and takes itself out of the count if it was skipped.
+// The guest sees the same state either way, and the host has nothing to
+// mispredict.  (No event check is needed: the branch goes forwards.)
+
+#[inline(always)]
+fn predicated(cpu: &mut Cpu, d: &DInsn, skip: bool) -> R {
+    cpu.pred_skip = skip;
+    Next::after(d)
+}
+
+fn cmp_rr<const CC: u8, const PRED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = cpu.regs[d.r0 as usize & 7];
     let b = cpu.regs[d.r1 as usize & 7];
     cpu.lazy.set(FlagOp::Sub, 32, a, b, a.wrapping_sub(b));
-    branch(cpu, d, cond_sub::<CC>(a, b))
+    branch::<PRED>(cpu, d, cond_sub::<CC>(a, b))
 }
 
-fn cmp_ri<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn cmp_ri<const CC: u8, const PRED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = cpu.regs[d.r0 as usize & 7];
     let b = d.imm;
     cpu.lazy.set(FlagOp::Sub, 32, a, b, a.wrapping_sub(b));
-    branch(cpu, d, cond_sub::<CC>(a, b))
+    branch::<PRED>(cpu, d, cond_sub::<CC>(a, b))
 }
 
-fn test_rr<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn test_rr<const CC: u8, const PRED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = cpu.regs[d.r0 as usize & 7];
     let b = cpu.regs[d.r1 as usize & 7];
     cpu.lazy.set(FlagOp::Logic, 32, a, b, a & b);
-    branch(cpu, d, cond_and::<CC>(a, b))
+    branch::<PRED>(cpu, d, cond_and::<CC>(a, b))
 }
 
-fn dec_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    incdec_j::<true, CC>(cpu, d)
+fn dec_r<const CC: u8, const PRED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
+    incdec_j::<true, CC, PRED>(cpu, d)
 }
 
 /// inc/dec and a branch, with the flags worked out in a local copy so that
 /// the condition folds to a comparison (CF is kept, as inc/dec do).
 #[inline(always)]
-fn incdec_j<const DEC: bool, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn incdec_j<const DEC: bool, const CC: u8, const PRED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = rget::<4>(cpu, d.r0);
     let r = if DEC { a.wrapping_sub(1) } else { a.wrapping_add(1) };
     let mut l = cpu.lazy;
@@ -114,13 +139,13 @@ fn incdec_j<const DEC: bool, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     l.res = r;
     cpu.lazy = l;
     cpu.regs[d.r0 as usize & 7] = r;
-    branch(cpu, d, l.cond(CC))
+    branch::<PRED>(cpu, d, l.cond(CC))
 }
 
 /// `a OP b` (32-bit) with its flags in a local copy (see `incdec_j`).
 #[inline(always)]
-fn alu_local<const OP: u8>(cpu: &Cpu, a: u32, b: u32) -> (u32, Lazy) {
-    let mut l = cpu.lazy;
+fn alu_local<const OP: u8>(l: Lazy, a: u32, b: u32) -> (u32, Lazy) {
+    let mut l = l;
     let (res, op) = super::alu::result::<OP>(a, b, l.cf);
     l.set(op, 32, a, b, res);
     (res, l)
@@ -131,34 +156,34 @@ fn alu_local<const OP: u8>(cpu: &Cpu, a: u32, b: u32) -> (u32, Lazy) {
 // by a constant): the branch is decided by the generic condition evaluation
 // (H:305) right after the operation, which still saves a whole dispatch.
 // Bit-twiddling loops (a CRC, the kernel's inflate) are made of these.
-fn alu_ri<const OP: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn alu_ri<const OP: u8, const CC: u8, const PRED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = cpu.regs[d.r0 as usize & 7];
-    let (r, l) = alu_local::<OP>(cpu, a, d.imm);
+    let (r, l) = alu_local::<OP>(cpu.lazy, a, d.imm);
     cpu.lazy = l;
     if super::alu::writes(OP) {
         cpu.regs[d.r0 as usize & 7] = r;
     }
-    branch(cpu, d, l.cond(CC))
+    branch::<PRED>(cpu, d, l.cond(CC))
 }
 
-fn alu_rr<const OP: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn alu_rr<const OP: u8, const CC: u8, const PRED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
     let a = cpu.regs[d.r0 as usize & 7];
     let b = cpu.regs[d.r1 as usize & 7];
-    let (r, l) = alu_local::<OP>(cpu, a, b);
+    let (r, l) = alu_local::<OP>(cpu.lazy, a, b);
     cpu.lazy = l;
     if super::alu::writes(OP) {
         cpu.regs[d.r0 as usize & 7] = r;
     }
-    branch(cpu, d, l.cond(CC))
+    branch::<PRED>(cpu, d, l.cond(CC))
 }
 
-fn inc_r<const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    incdec_j::<false, CC>(cpu, d)
+fn inc_r<const CC: u8, const PRED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
+    incdec_j::<false, CC, PRED>(cpu, d)
 }
 
 /// A shift by a constant 1 to 31 (a count of 0 changes no flags, and is
 /// not fused: `try_fuse`).
-fn shift_ri<const KIND: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn shift_ri<const KIND: u8, const CC: u8, const PRED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
     let c = if KIND == 3 { 1 } else { d.imm & 0x1f };
     debug_assert!(c != 0);
     let a = cpu.regs[d.r0 as usize & 7];
@@ -167,28 +192,28 @@ fn shift_ri<const KIND: u8, const CC: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let mut l = cpu.lazy;
     l.set(op, 32, a, c, res);
     cpu.lazy = l;
-    branch(cpu, d, l.cond(CC))
+    branch::<PRED>(cpu, d, l.cond(CC))
 }
 
 macro_rules! by_cc {
     ($f:ident $(, $c:expr)*; $cc:expr) => {
         match $cc {
-            0 => $f::<$($c,)* 0> as FastHandler,
-            1 => $f::<$($c,)* 1>,
-            2 => $f::<$($c,)* 2>,
-            3 => $f::<$($c,)* 3>,
-            4 => $f::<$($c,)* 4>,
-            5 => $f::<$($c,)* 5>,
-            6 => $f::<$($c,)* 6>,
-            7 => $f::<$($c,)* 7>,
-            8 => $f::<$($c,)* 8>,
-            9 => $f::<$($c,)* 9>,
-            10 => $f::<$($c,)* 10>,
-            11 => $f::<$($c,)* 11>,
-            12 => $f::<$($c,)* 12>,
-            13 => $f::<$($c,)* 13>,
-            14 => $f::<$($c,)* 14>,
-            _ => $f::<$($c,)* 15>,
+            0 => $f::<$($c,)* 0, PRED> as FastHandler,
+            1 => $f::<$($c,)* 1, PRED>,
+            2 => $f::<$($c,)* 2, PRED>,
+            3 => $f::<$($c,)* 3, PRED>,
+            4 => $f::<$($c,)* 4, PRED>,
+            5 => $f::<$($c,)* 5, PRED>,
+            6 => $f::<$($c,)* 6, PRED>,
+            7 => $f::<$($c,)* 7, PRED>,
+            8 => $f::<$($c,)* 8, PRED>,
+            9 => $f::<$($c,)* 9, PRED>,
+            10 => $f::<$($c,)* 10, PRED>,
+            11 => $f::<$($c,)* 11, PRED>,
+            12 => $f::<$($c,)* 12, PRED>,
+            13 => $f::<$($c,)* 13, PRED>,
+            14 => $f::<$($c,)* 14, PRED>,
+            _ => $f::<$($c,)* 15, PRED>,
         }
     };
     ($f:ident, $cc:expr) => {
@@ -212,9 +237,28 @@ macro_rules! by_op {
             6 => by_cc!($f, 6, $cc),
             7 => by_cc!($f, 7, $cc),
             8 => by_cc!($f, 8, $cc),
-            _ => return,
+            _ => return None,
         }
     };
+}
+
+/// The fused handler for flag-setter `fuse` and condition `cc`, branching
+/// or (`PRED`) skipping one instruction without a branch (H:287).
+pub fn handler<const PRED: bool>(fuse: u8, cc: u8) -> Option<FastHandler> {
+    Some(match fuse {
+        CMP_RR => by_cc!(cmp_rr, cc),
+        CMP_RI => by_cc!(cmp_ri, cc),
+        TEST_RR => by_cc!(test_rr, cc),
+        DEC_R => by_cc!(dec_r, cc),
+        INC_R => by_cc!(inc_r, cc),
+        f if (ALU_RI..ALU_RI + 16).contains(&f) => by_op!(alu_ri, f - ALU_RI, cc),
+        f if (ALU_RR..ALU_RR + 16).contains(&f) => by_op!(alu_rr, f - ALU_RR, cc),
+        f if f == SHIFT_RI => by_cc!(shift_ri, 0, cc),
+        f if f == SHIFT_RI + 1 => by_cc!(shift_ri, 1, cc),
+        f if f == SHIFT_RI + 2 => by_cc!(shift_ri, 2, cc),
+        f if f == SHIFT_RI + 3 => by_cc!(shift_ri, 3, cc),
+        _ => return None,
+    })
 }
 
 /// If `prev` sets flags the way `next` (a jcc) wants, fuse the pair into
@@ -236,20 +280,11 @@ pub fn try_fuse(prev: &mut DInsn, next: &DInsn) {
     if (SHIFT_RI..SHIFT_RI + 4).contains(&prev.fuse) && prev.imm & 0x1f == 0 {
         return;
     }
-    prev.h = match prev.fuse {
-        CMP_RR => by_cc!(cmp_rr, cc),
-        CMP_RI => by_cc!(cmp_ri, cc),
-        TEST_RR => by_cc!(test_rr, cc),
-        DEC_R => by_cc!(dec_r, cc),
-        INC_R => by_cc!(inc_r, cc),
-        f if (ALU_RI..ALU_RI + 16).contains(&f) => by_op!(alu_ri, f - ALU_RI, cc),
-        f if (ALU_RR..ALU_RR + 16).contains(&f) => by_op!(alu_rr, f - ALU_RR, cc),
-        f if f == SHIFT_RI => by_cc!(shift_ri, 0, cc),
-        f if f == SHIFT_RI + 1 => by_cc!(shift_ri, 1, cc),
-        f if f == SHIFT_RI + 2 => by_cc!(shift_ri, 2, cc),
-        f if f == SHIFT_RI + 3 => by_cc!(shift_ri, 3, cc),
-        _ => return,
+    let Some(h) = handler::<false>(prev.fuse, cc) else {
+        return;
     };
+    prev.h = h;
+    prev.cc = cc;
     prev.count = 2;
     prev.control = false;
     prev.len2 = next.len;

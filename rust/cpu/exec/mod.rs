@@ -22,19 +22,28 @@ macro_rules! plain {
             let r = $f(cpu, d);
             $crate::cpu::run::after_plain(cpu, d, r)
         }
-        $crate::cpu::decode::Pair { one: $f, fast, control: false }
+        $crate::cpu::decode::Pair { one: $f, fast, control: false, pred: None }
     }};
 }
 
 /// Both handlers for `f`, a handler that works on registers alone (H:232):
 /// it never reads `next_eip` and, touching no memory, never ends a block.
+/// It changes at most the register `r0` and the flags, so it also gets a
+/// predicated twin (H:287) that undoes its work if `Cpu::pred_skip` says
+/// the branch in front of it was taken.
 macro_rules! regs {
     ($f:expr) => {{
         fn fast(cpu: &mut $crate::cpu::state::Cpu, d: &$crate::cpu::decode::DInsn) -> $crate::cpu::decode::Next {
             let r = $f(cpu, d);
             $crate::cpu::run::after_regs(d, r)
         }
-        $crate::cpu::decode::Pair { one: $f, fast, control: false }
+        fn pred(cpu: &mut $crate::cpu::state::Cpu, d: &$crate::cpu::decode::DInsn) -> $crate::cpu::decode::Next {
+            let r0 = $crate::cpu::run::dest_index(d);
+            let (reg, lazy) = (cpu.regs[r0], cpu.lazy);
+            let r = $f(cpu, d);
+            $crate::cpu::run::after_pred(cpu, d, r, reg, lazy)
+        }
+        $crate::cpu::decode::Pair { one: $f, fast, control: false, pred: Some(pred) }
     }};
 }
 
@@ -47,7 +56,7 @@ macro_rules! control {
             let r = $f(cpu, d);
             $crate::cpu::run::after_control(cpu, d, r)
         }
-        $crate::cpu::decode::Pair { one: $f, fast, control: true }
+        $crate::cpu::decode::Pair { one: $f, fast, control: true, pred: None }
     }};
 }
 
@@ -226,13 +235,14 @@ pub fn make(i: &Instruction) -> DInsn {
     } else {
         0
     };
-    let mut d = DInsn { h: super::run::generic, h1: undefined, count: 1, fuse: 0, len2: 0, rel2: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as i16, cum: 0, tnext: super::decode::NO_TARGET, tdelta: super::decode::LEAVE_DELTA, control: true, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
+    let mut d = DInsn { h: super::run::generic, h1: undefined, count: 1, fuse: 0, cc: 0, len2: 0, rel2: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as i16, cum: 0, tnext: super::decode::NO_TARGET, tdelta: super::decode::LEAVE_DELTA, hp: None, control: true, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
     let pair = if i.is_invalid() || addr16 || i.has_lock_prefix() { None } else { fast::specialize(i, &mut d) };
     match pair {
         Some(p) => {
             d.h = p.fast;
             d.h1 = p.one;
             d.control = p.control;
+            d.hp = p.pred;
         }
         None => {
             d.h = super::run::generic;

@@ -59,7 +59,7 @@ impl Rng {
             4 => self.next() >> (self.next() % 64),
             _ => self.next() | 1 << 63,
         };
-        let sig = if exp == 0 && (r >> 9) % 4 != 0 { sig >> 1 } else if exp != 0 && (r >> 9) % 64 != 0 { sig | 1 << 63 } else { sig };
+        let sig = if exp == 0 && !(r >> 9).is_multiple_of(4) { sig >> 1 } else if exp != 0 && !(r >> 9).is_multiple_of(64) { sig | 1 << 63 } else { sig };
         (sig, sign | exp)
     }
 }
@@ -310,7 +310,7 @@ mod host_sse {
         for k in 0..n {
             let a = vec(&mut rng, dbl);
             let b = if k % 7 == 0 { a } else { vec(&mut rng, dbl) };
-            let mx = 0x1f80 | ((rng.next() % 4) as u32) << 13 | if rng.next() % 4 == 0 { 0x8000 } else { 0 } | if rng.next() % 4 == 0 { 0x40 } else { 0 };
+            let mx = 0x1f80 | ((rng.next() % 4) as u32) << 13 | if rng.next().is_multiple_of(4) { 0x8000 } else { 0 } | if rng.next().is_multiple_of(4) { 0x40 } else { 0 };
             let h = host(mx, a, b);
             let o = ours(insn, mx, a, b);
             if h != o {
