@@ -164,6 +164,9 @@ pub struct DInsn {
     /// entry's `cum` minus the instructions before the target, wrapping), or
     /// `LEAVE_DELTA` if there is no target in the block.
     pub tdelta: u64,
+    /// In `Block::fast`: the block's last instruction (its sentinel follows),
+    /// which a control handler leaves the block from directly.
+    pub last: bool,
     /// Whether the fast handler always sets `next_eip` (H:232): a control
     /// transfer's target, or simply the next instruction.  Only then may
     /// the sentinel after it leave `next_eip` as it finds it.
@@ -227,6 +230,9 @@ impl Block {
             }
             fast.push(d);
         }
+        if let Some(l) = fast.last_mut() {
+            l.last = true;
+        }
         // The sentinel (H:252): where the block's last instruction goes on
         // to, when it does not leave by itself.  It counts nothing and ends
         // where that instruction ends.
@@ -241,6 +247,7 @@ impl Block {
             s.h1 = exec::undefined;
             s.count = 0;
             s.len = 0;
+            s.last = false;
             s.fuse = 0;
             s.chain = std::cell::Cell::new(NO_CHAIN);
             fast.push(s);

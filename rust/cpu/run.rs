@@ -311,7 +311,9 @@ pub fn before_control(cpu: &mut Cpu, d: &DInsn) {
 #[inline(always)]
 pub fn after_control(cpu: &mut Cpu, d: &DInsn, r: R) -> Next {
     match r {
-        Ok(()) if !cpu.block_ended => Next::after(d),
+        // The block's last instruction leaves at once, rather than through
+        // the sentinel: most blocks end in a jump, call or return.
+        Ok(()) if !(cpu.block_ended | d.last) => Next::after(d),
         Ok(()) => Next::LEAVE,
         Err(s) if s.is_taken() => match stay(cpu, d) {
             Some(n) => n,
