@@ -56,10 +56,16 @@ impl Next {
     /// Leave the block; the instruction completed and `next_eip` is set.
     pub const LEAVE: Next = Next(Stop::TAKEN.bits());
 
-    /// Go on with the entry after `d` in its fast array.
+    /// Go on with the entry after `d` in its block.
     #[inline(always)]
     pub fn after(d: &DInsn) -> Next {
         Next((d as *const DInsn).wrapping_add(1) as u64)
+    }
+
+    /// Go on after a fused pair: past the entry of its branch.
+    #[inline(always)]
+    pub fn after_pair(d: &DInsn) -> Next {
+        Next((d as *const DInsn).wrapping_add(2) as u64)
     }
 
     #[inline(always)]
@@ -185,15 +191,16 @@ pub struct DInsn {
 
 pub struct Block {
     pub phys: u32,
-    /// One entry per instruction, run by the instruction-exact loop.
-    pub insns: Vec<DInsn>,
-    /// H:228 The same block for the fast loop: a fused pair is one entry
-    /// here, so a handler that completes goes on with the very next entry,
-    /// an address it computes from its own without loading anything.  (With
-    /// a step read from the entry itself, the address of the next
-    /// instruction waited for a load from the current one, a chain the
-    /// processor could not run ahead of.)  The array ends in a sentinel
-    /// entry (H:252).
+    /// H:228 One entry per instruction, for both loops, and a sentinel
+    /// entry at the end (H:252).  The instruction-exact loop calls each
+    /// entry's `h1`; the fast loop calls `h`, which says where to go next:
+    /// usually the next entry, an address it computes from its own without
+    /// loading anything.  (With a step read from the entry itself, the
+    /// address of the next instruction waited for a load from the current
+    /// one, a chain the processor could not run ahead of.)  A fused pair's
+    /// `h` does both instructions and goes on two entries later, past the
+    /// branch's own entry.  One array rather than one per loop halves the
+    /// memory decoded code takes, which a Linux boot notices.
     pub fast: Vec<DInsn>,
     /// Whether the block may be left for a chained successor at all: its
     /// last instruction is not a far transfer, a mode change or an exit.
@@ -218,17 +225,15 @@ pub const NO_CHAIN: Chain = Chain { off: u32::MAX, gen: 0, block: std::ptr::null
 impl Block {
     pub fn new(phys: u32, insns: Vec<DInsn>) -> Block {
         let chainable = insns.last().is_some_and(|d| near_exit(&d.i));
-        let mut fast: Vec<DInsn> = Vec::with_capacity(insns.len() + 1);
-        let mut k = 0;
-        while k < insns.len() {
-            let mut d = insns[k].clone();
-            k += d.count as usize;
-            d.cum = k as u16;
+        let mut fast = insns;
+        fast.reserve_exact(1);
+        for (k, d) in fast.iter_mut().enumerate() {
+            // Instructions through this entry, counting a fused pair's
+            // branch; a fused pair ends where its branch ends.
+            d.cum = (k + d.count as usize) as u16;
             if d.count == 2 {
-                // A fused pair ends where its branch ends.
                 d.end = d.end.wrapping_add(d.len2 as i16);
             }
-            fast.push(d);
         }
         if let Some(l) = fast.last_mut() {
             l.last = true;
@@ -243,7 +248,11 @@ impl Block {
             };
             // A control handler has set `next_eip` (to a jump's target,
             // say); after anything else it is the end of the instruction.
-            s.h = if s.control { crate::cpu::run::leave_as_is } else { crate::cpu::run::leave_block };
+            // (A last entry that is the branch of a fused pair is reached
+            // from the pair, which sets nothing.)
+            let n = fast.len();
+            let pair_branch = n >= 2 && fast[n - 2].count == 2;
+            s.h = if s.control && !pair_branch { crate::cpu::run::leave_as_is } else { crate::cpu::run::leave_block };
             s.h1 = exec::undefined;
             s.count = 0;
             s.len = 0;
@@ -282,18 +291,20 @@ impl Block {
         // H:288 A fused branch over exactly one register-only instruction
         // does not branch (H:287), if nothing else in the block jumps to
         // that instruction: its twin relies on the pair in front of it.
+        // The entries are: the pair at `k`, its branch's own entry, the
+        // skipped instruction at `k + 2`, the target at `k + 3`.
         let size = std::mem::size_of::<DInsn>();
-        for k in 0..real.saturating_sub(2) {
-            let skipped = base + (k + 1) * size;
+        for k in 0..real.saturating_sub(3) {
+            let skipped = base + (k + 2) * size;
             let reached = fast[..real].iter().any(|d| d.tnext == skipped);
-            if fast[k].count == 2 && fast[k].tnext == base + (k + 2) * size && fast[k + 1].count == 1 && !reached {
-                if let (Some(h), Some(hp)) = (exec::fuse::handler::<true>(fast[k].fuse, fast[k].cc), fast[k + 1].hp) {
+            if fast[k].count == 2 && fast[k].tnext == base + (k + 3) * size && fast[k + 2].count == 1 && !reached {
+                if let (Some(h), Some(hp)) = (exec::fuse::handler::<true>(fast[k].fuse, fast[k].cc), fast[k + 2].hp) {
                     fast[k].h = h;
-                    fast[k + 1].h = hp;
+                    fast[k + 2].h = hp;
                 }
             }
         }
-        Block { phys, insns, fast, chainable }
+        Block { phys, fast, chainable }
     }
 }
 

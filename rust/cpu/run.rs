@@ -191,7 +191,7 @@ impl Cpu {
     /// past it.
     #[inline(always)]
     fn exec_block(&mut self, block: &Block, remaining: u64, until: Option<u32>) -> Result<(), Stop> {
-        let insns = &block.insns[..];
+        let insns = &block.fast[..block.fast.len().saturating_sub(1)];
         if until.is_none() && remaining >= insns.len() as u64 {
             self.events.disarm();
             return self.exec_fast(block).map(|_| ());
@@ -510,5 +510,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A block cut at its 64th instruction by a fused compare-and-branch
+    /// that is not taken: the pair goes on through the sentinel, which must
+    /// point EIP after the branch (the branch's own entry is control, but
+    /// did not run).
+    #[test]
+    fn a_fused_pair_ending_a_full_block_falls_through() {
+        let mut code = vec![0x40u8; 62]; // inc eax
+        code.extend([0x39, 0xc9, 0x75, 0x10]); // cmp ecx, ecx; jne +16
+        code.extend([0x42, 0xf4]); // inc edx; hlt
+        let mut b = BareCpu::new();
+        b.mem_map(0x1000, 0x1000).unwrap();
+        b.mem_write(0x1000, &code).unwrap();
+        assert_eq!(b.run(Some(0x1000), 0, None), Exit::Hlt);
+        assert_eq!(b.cpu.regs[0], 62);
+        assert_eq!(b.cpu.regs[2], 1);
+        assert_eq!(b.cpu.icount, 62 + 2 + 2);
     }
 }

@@ -79,7 +79,7 @@ fn branch<const PRED: bool>(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
         cpu.next_eip = cpu.eip.wrapping_add(d.end as i32 as u32).wrapping_add(d.rel2);
         return Next::LEAVE;
     }
-    Next::after(d)
+    Next::after_pair(d)
 }
 
 // H:287 A conditional branch over a single instruction is how code for the
@@ -99,7 +99,7 @@ fn branch<const PRED: bool>(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
 #[inline(always)]
 fn predicated(cpu: &mut Cpu, d: &DInsn, skip: bool) -> R {
     cpu.pred_skip = skip;
-    Next::after(d)
+    Next::after_pair(d)
 }
 
 fn cmp_rr<const CC: u8, const PRED: bool>(cpu: &mut Cpu, d: &DInsn) -> R {
