@@ -88,12 +88,10 @@ pub struct Pair {
     pub pred: Option<FastHandler>,
 }
 
-/// No branch target inside the block (`DInsn::tnext`).
-pub const NO_TARGET: usize = 0;
-
 /// The count correction of a branch that leaves its block (H:259): added to
-/// any real count it exceeds every limit (`state::MAX_LIMIT`).
-pub const LEAVE_DELTA: u64 = 1 << 63;
+/// the running count it exceeds any limit the fast loop is given
+/// (`state::HORIZON`).
+pub const LEAVE_DELTA: i32 = i32::MAX;
 
 /// "No register" in a pre-decoded operand.
 pub const NO_REG: u8 = 0xff;
@@ -127,67 +125,78 @@ impl MemOp {
 }
 
 /// One decoded instruction.
+///
+/// Laid out by hand, two cache lines exactly: the first holds everything
+/// the fast loop's handlers read (so a specialised handler touches one
+/// line), the second what only the generic handlers, the exact loop and
+/// the way out of a block need.  A Linux boot decodes tens of thousands of
+/// these, and every byte more per entry showed in its time.
 #[derive(Clone)]
+#[repr(C, align(64))]
 pub struct DInsn {
+    // The first line.
     /// The handler the fast loop calls: for a fused pair, both instructions.
     pub h: FastHandler,
-    /// The handler for this instruction alone (instruction-exact runs).
-    pub h1: Handler,
-    /// The predicated twin of `h`, if it has one (H:287).
+    /// For a conditional branch whose target is an entry of this block
+    /// (H:254): where that entry is, in bytes from this one.
+    pub toff: i32,
+    /// With `toff`: what to add to `Cpu::run_count` on the way there (the
+    /// entry's `cum` minus the instructions before the target), or
+    /// `LEAVE_DELTA` if there is no target in the block.
+    pub tdelta: i32,
+    /// The predicated twin of `h` (made by `exec::regs!`), for an
+    /// instruction that works on registers alone, so that a branch may skip
+    /// it without branching (H:287).
     pub hp: Option<FastHandler>,
-    /// Instructions `h` executes: 1, or 2 for a fused compare-and-branch
-    /// (the branch then follows as its own entry, which the fast loop skips).
-    pub count: u8,
-    /// What kind of flag-setter this is, for fusion with a following jcc
-    /// (0: not fusable); see `exec::fuse`.
-    pub fuse: u8,
-    /// For a fused pair: the branch's condition code, length and
-    /// displacement.
-    pub cc: u8,
-    pub len2: u8,
-    pub rel2: u32,
+    pub m: MemOp,
+    /// The immediate operand, sign-extended and masked to the operand size.
+    pub imm: u32,
+    /// For relative branches, and for a fused pair's branch: target minus
+    /// the address after the branch.
+    pub rel: u32,
+    /// Where this instruction ends, as an offset from the start of its block
+    /// (blocks never leave their page, so this fits; negative after a jump
+    /// backwards, H:226).  A fused pair's end is its branch's.
+    pub end: i16,
+    /// Instructions from the start of the block through this entry (a
+    /// fused pair counts two).
+    pub cum: u16,
     /// Register numbers (x86 encoding) of operands 0 and 1, if registers.
     pub r0: u8,
     pub r1: u8,
-    /// The immediate operand, sign-extended and masked to the operand size.
-    pub imm: u32,
-    pub m: MemOp,
-    pub i: Instruction,
+    /// Instructions `h` executes: 1, or 2 for a fused compare-and-branch
+    /// (the branch then follows as its own entry, which the fast loop skips).
+    pub count: u8,
     /// Length in bytes.
     pub len: u8,
-    /// Where this instruction ends, as an offset from the start of its block
-    /// (blocks never leave their page, so this fits; negative after a jump
-    /// backwards, H:226).  In `Block::fast`, a fused pair's end.
-    pub end: i16,
-    /// In `Block::fast`: instructions from the start of the block through
-    /// this entry (a fused pair counts two).
-    pub cum: u16,
-    /// In `Block::fast`: for a conditional branch, the address of the entry
-    /// it jumps to if that is in this block (H:254), else `NO_TARGET`.  An
-    /// address rather than a pointer keeps `Cpu` `Send`.
-    pub tnext: usize,
-    /// With `tnext`: what to add to `Cpu::run_count` on the way there (the
-    /// entry's `cum` minus the instructions before the target, wrapping), or
-    /// `LEAVE_DELTA` if there is no target in the block.
-    pub tdelta: u64,
-    /// In `Block::fast`: the block's last instruction (its sentinel follows),
-    /// which a control handler leaves the block from directly.
+    /// Operand size in bytes (1, 2 or 4) of the main operand.
+    pub size: u8,
+    /// The block's last instruction (its sentinel follows), which a control
+    /// handler leaves the block from directly.
     pub last: bool,
     /// Whether the fast handler always sets `next_eip` (H:232): a control
     /// transfer's target, or simply the next instruction.  Only then may
     /// the sentinel after it leave `next_eip` as it finds it.
     pub control: bool,
-    /// Operand size in bytes (1, 2 or 4) of the main operand.
-    pub size: u8,
     /// True if memory operands use 16-bit addressing (0x67 prefix).
     pub addr16: bool,
-    /// For relative branches: target minus the next instruction's address.
-    pub rel: u32,
+    /// What kind of flag-setter this is, for fusion with a following jcc
+    /// (0: not fusable); see `exec::fuse`.
+    pub fuse: u8,
+    /// For a fused pair: the branch's condition code and length.
+    pub cc: u8,
+    pub len2: u8,
+    // The second line.
+    /// The handler for this instruction alone (instruction-exact runs).
+    pub h1: Handler,
     /// H:229 Where the block went the last time it was left from this
     /// instruction, so that the next block can be found without the jump
     /// cache and its TLB check; see `Cpu::run_fast`.
     pub chain: std::cell::Cell<Chain>,
+    pub i: Instruction,
 }
+
+const _: () = assert!(std::mem::size_of::<DInsn>() == 128);
 
 pub struct Block {
     pub phys: u32,
@@ -264,27 +273,23 @@ impl Block {
         // H:254 Conditional branches to an entry of this same block: a loop
         // that fits in one block, or a short forward skip.  The fast loop
         // takes them without leaving the block: the branch's handler returns
-        // the target entry itself.  The array is complete now and its heap
-        // buffer never moves again (moving the Block does not move it), so
-        // entries can hold each other's addresses.
+        // the target entry itself, found from its own address.
         let starts: Vec<i32> = fast.iter().map(|d| d.end as i32 - d.len as i32 - if d.count == 2 { d.len2 as i32 } else { 0 }).collect();
         let before: Vec<u16> = fast.iter().map(|d| d.cum - d.count as u16).collect();
         let real = fast.len().saturating_sub(1);
-        let base = fast.as_ptr() as usize;
-        for d in fast[..real].iter_mut() {
+        let size = std::mem::size_of::<DInsn>() as i32;
+        let mut targets: Vec<Option<usize>> = vec![None; real];
+        for (k, d) in fast[..real].iter_mut().enumerate() {
             // Offsets wrap like the addresses they stand for: a guest's
             // branch displacement can be anything.
-            let target = if d.count == 2 {
-                Some((d.end as i32).wrapping_add(d.rel2 as i32))
-            } else if d.i.flow_control() == FlowControl::ConditionalBranch && d.i.op0_kind() == iced_x86::OpKind::NearBranch32 {
-                Some((d.end as i32).wrapping_add(d.rel as i32))
-            } else {
-                None
-            };
+            // (A fused pair keeps its branch's displacement in `rel`.)
+            let branch = d.count == 2 || d.i.flow_control() == FlowControl::ConditionalBranch && d.i.op0_kind() == iced_x86::OpKind::NearBranch32;
+            let target = branch.then(|| (d.end as i32).wrapping_add(d.rel as i32));
             if let Some(t) = target {
                 if let Some(idx) = starts[..real].iter().position(|&s| s == t) {
-                    d.tnext = base + idx * std::mem::size_of::<DInsn>();
-                    d.tdelta = (d.cum as u64).wrapping_sub(before[idx] as u64);
+                    d.toff = (idx as i32 - k as i32) * size;
+                    d.tdelta = d.cum as i32 - before[idx] as i32;
+                    targets[k] = Some(idx);
                 }
             }
         }
@@ -293,11 +298,9 @@ impl Block {
         // that instruction: its twin relies on the pair in front of it.
         // The entries are: the pair at `k`, its branch's own entry, the
         // skipped instruction at `k + 2`, the target at `k + 3`.
-        let size = std::mem::size_of::<DInsn>();
         for k in 0..real.saturating_sub(3) {
-            let skipped = base + (k + 2) * size;
-            let reached = fast[..real].iter().any(|d| d.tnext == skipped);
-            if fast[k].count == 2 && fast[k].tnext == base + (k + 3) * size && fast[k + 2].count == 1 && !reached {
+            let reached = targets.contains(&Some(k + 2));
+            if fast[k].count == 2 && targets[k] == Some(k + 3) && fast[k + 2].count == 1 && !reached {
                 if let (Some(h), Some(hp)) = (exec::fuse::handler::<true>(fast[k].fuse, fast[k].cc), fast[k + 2].hp) {
                     fast[k].h = h;
                     fast[k + 2].h = hp;

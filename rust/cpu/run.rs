@@ -13,7 +13,7 @@
 
 use super::decode::{Block, Chain, DInsn, Decoded, Next, MAX_BLOCK};
 use super::exec::R;
-use super::state::{Cpu, Exit, Stop, StopKind};
+use super::state::{Cpu, Exit, Stop, StopKind, HORIZON};
 
 impl Cpu {
     /// Run until something needs attention.  `budget` is the number of
@@ -69,16 +69,23 @@ impl Cpu {
     /// no block has been thrown away since the link was made (`gen`).
     fn run_fast(&mut self, stop_at: u64) -> Option<Exit> {
         let mut next: Option<*const Block> = None;
-        if !self.events.arm(stop_at) {
+        if !self.events.arm(stop_at.min(self.icount.saturating_add(HORIZON))) {
             return Some(Exit::Event);
         }
         loop {
-            // One test for both events and the budget (H:258).
+            // One test for both events and the budget (H:258).  The limit
+            // is never more than `HORIZON` ahead, so a long run passes it
+            // now and then and sets the next one.
             if self.icount >= self.events.limit() {
                 if self.events.pending() != 0 {
                     return Some(Exit::Event);
                 }
-                return None;
+                if self.icount >= stop_at {
+                    return None;
+                }
+                if !self.events.arm(stop_at.min(self.icount.saturating_add(HORIZON))) {
+                    return Some(Exit::Event);
+                }
             }
             let cur = match next.take() {
                 Some(b) => b,
@@ -339,17 +346,18 @@ pub fn generic(cpu: &mut Cpu, d: &DInsn) -> Next {
 /// events and the budget, in one comparison with the limit (H:258).  That
 /// same comparison also sends a branch out of the block when its target is
 /// elsewhere: such a branch's correction is `LEAVE_DELTA`, which lifts the
-/// count above any limit.  (Forward branches are checked too, which is
+/// count above any limit (limits are never more than `state::HORIZON`
+/// ahead of the count).  (Forward branches are checked too, which is
 /// never wrong: leaving a block early only costs time.)  `None`: leave the
 /// block (the count then includes the branch, through its own `cum`).
 #[inline(always)]
 pub fn stay(cpu: &mut Cpu, d: &DInsn) -> Option<Next> {
-    let count = cpu.run_count.wrapping_add(d.tdelta);
+    let count = cpu.run_count.wrapping_add(d.tdelta as i64 as u64);
     if count >= cpu.events.limit() {
         return None;
     }
     cpu.run_count = count;
-    Some(Next(d.tnext as u64))
+    Some(Next((d as *const DInsn as u64).wrapping_add(d.toff as i64 as u64)))
 }
 
 /// The sentinel at the end of every fast array (H:252): the block's last

@@ -76,7 +76,7 @@ fn branch<const PRED: bool>(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
         if let Some(n) = crate::cpu::run::stay(cpu, d) {
             return n;
         }
-        cpu.next_eip = cpu.eip.wrapping_add(d.end as i32 as u32).wrapping_add(d.rel2);
+        cpu.next_eip = cpu.eip.wrapping_add(d.end as i32 as u32).wrapping_add(d.rel);
         return Next::LEAVE;
     }
     Next::after_pair(d)
@@ -90,9 +90,10 @@ fn branch<const PRED: bool>(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
 // when a fused pair's branch skips exactly one entry, and that entry works
 // on registers alone and is reached no other way, the pair does not branch
 // at all: it notes whether the branch was taken (`Cpu::pred_skip`) and goes
-// on to the skipped entry, whose handler is a predicated twin
-// (`exec::regs!`).  The twin does its work, then keeps or undoes it with
-// conditional moves and takes itself out of the count if it was skipped.
+// on to the skipped entry, whose fast handler becomes a predicated twin
+// (`run::predicated_twin`).  The twin does the instruction's work, then
+// keeps or undoes it with conditional moves and takes itself out of the
+// count if it was skipped.
 // The guest sees the same state either way, and the host has nothing to
 // mispredict.  (No event check is needed: the branch goes forwards.)
 
@@ -288,7 +289,7 @@ pub fn try_fuse(prev: &mut DInsn, next: &DInsn) {
     prev.count = 2;
     prev.control = false;
     prev.len2 = next.len;
-    prev.rel2 = next.rel;
+    prev.rel = next.rel;
 }
 
 #[cfg(test)]
