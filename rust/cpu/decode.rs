@@ -75,8 +75,8 @@ impl Next {
 }
 
 /// Both handlers of an instruction: `one` for the exact loop, `fast` for
-/// the fast loop (usually `one` wrapped by `exec::plain!` or
-/// `exec::control!`).
+/// the fast loop (`one` wrapped by `exec::control!` or `exec::regs!`, or
+/// a memory handler's `Fast` form, H:266).
 #[derive(Clone, Copy)]
 pub struct Pair {
     pub one: Handler,

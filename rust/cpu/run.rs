@@ -250,16 +250,17 @@ impl Cpu {
 
 // H:232 The fast loop's side of a handler.  Most handlers are written once,
 // for the exact loop, as `fn(&mut Cpu, &DInsn) -> R`; the macros
-// `exec::control!`, `exec::plain!` and `exec::regs!` wrap each in a small
-// function of its own that calls it (inlined) and turns its outcome into a
-// `Next`.  They differ in what the handler may do: a control transfer, an
-// interrupt or a system instruction reads `next_eip`, so `control!` sets it
-// first; everything else (arithmetic, moves, the stack) never does, and
-// `plain!` saves those instructions.  A handler that ends the block early
-// (`Cpu::end_block`) is noticed right after it, except after `regs!`
-// handlers: working on registers alone, they cannot.
+// `exec::control!` and `exec::regs!` wrap each in a small function of its
+// own that calls it (inlined) and turns its outcome into a `Next`.  A
+// control transfer, an interrupt or a system instruction reads `next_eip`,
+// so `control!` sets it first, and notices a handler that ended the block
+// early (`Cpu::end_block`).  A handler that works on registers alone
+// (`regs!`) reads no `next_eip` and cannot end a block, so its wrapper only
+// steps on.  The specialised memory handlers are written for both loops at
+// once instead (H:266); their miss path comes back here (`after_plain`).
 
-/// What follows a plain handler (one that never reads `next_eip`).
+/// What follows a handler that never reads `next_eip`: the miss path of
+/// a memory handler (H:266).
 #[inline(always)]
 pub fn after_plain(cpu: &mut Cpu, d: &DInsn, r: R) -> Next {
     match r {

@@ -14,7 +14,7 @@
 use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
 
 use super::R;
-use crate::cpu::decode::{DInsn, MemOp, Pair, NO_REG};
+use crate::cpu::decode::{DInsn, Handler, MemOp, Next, Pair, NO_REG};
 use crate::cpu::flags::{mask, FlagOp};
 use crate::cpu::state::{Cpu, SegReg, Stop, ESP};
 
@@ -77,10 +77,18 @@ fn form_of(m: &MemOp) -> u8 {
 macro_rules! by_form {
     ($m:expr, $s:expr, $f:ident) => {
         match form_of(&$m) {
-            0 => by_size!($s, $f, 0),
-            1 => by_size!($s, $f, 1),
-            _ => by_size!($s, $f, 2),
+            0 => by_size!(mem; $s, $f, 0),
+            1 => by_size!(mem; $s, $f, 1),
+            _ => by_size!(mem; $s, $f, 2),
         }
+    };
+}
+
+/// Both handlers of a memory instruction written once for both loops
+/// (H:266): `f` with its constant arguments, then `Exact` or `Fast`.
+macro_rules! mem {
+    ($f:ident; $($c:expr),*) => {
+        Pair { one: $f::<$($c,)* Exact>, fast: $f::<$($c,)* Fast>, control: false, pred: None }
     };
 }
 
@@ -171,9 +179,13 @@ fn incdec_r<const DEC: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
 
 
 
-fn push_i(cpu: &mut Cpu, d: &DInsn) -> R {
-    cpu.push32(d.imm)?;
-    Ok(())
+fn push_i<X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
+    if let Some(p) = cpu.tlb_write_hit(stack_lin(cpu, 4u32.wrapping_neg()), 4) {
+        poke::<4>(p, d.imm);
+        cpu.regs[ESP] = cpu.regs[ESP].wrapping_sub(4);
+        return X::done(d);
+    }
+    X::slow(cpu, d, slow::push_i)
 }
 
 
@@ -257,7 +269,7 @@ fn host_read<const S: u8>(p: *const u8) -> u32 {
     }
 }
 
-fn alu_rm<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn alu_rm<const OP: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin(cpu, &d.m);
     if let Some(b) = peek::<S>(cpu, lin) {
         let a = rget::<S>(cpu, d.r0);
@@ -265,78 +277,78 @@ fn alu_rm<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
         if writes(OP) {
             rset::<S>(cpu, d.r0, r);
         }
-        return Ok(());
+        return X::done(d);
     }
-    slow::alu_rm::<OP, S>(cpu, d)
+    X::slow(cpu, d, slow::alu_rm::<OP, S>)
 }
 
-fn alu_mr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn alu_mr<const OP: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin(cpu, &d.m);
     if writes(OP) {
         if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
             let b = rget::<S>(cpu, d.r1);
             let r = alu::<OP, S>(cpu, host_read::<S>(p), b);
             poke::<S>(p, r);
-            return Ok(());
+            return X::done(d);
         }
     } else if let Some(a) = peek::<S>(cpu, lin) {
         let b = rget::<S>(cpu, d.r1);
         alu::<OP, S>(cpu, a, b);
-        return Ok(());
+        return X::done(d);
     }
-    slow::alu_mr::<OP, S>(cpu, d)
+    X::slow(cpu, d, slow::alu_mr::<OP, S>)
 }
 
-fn alu_mi<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn alu_mi<const OP: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin(cpu, &d.m);
     if writes(OP) {
         if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
             let r = alu::<OP, S>(cpu, host_read::<S>(p), d.imm);
             poke::<S>(p, r);
-            return Ok(());
+            return X::done(d);
         }
     } else if let Some(a) = peek::<S>(cpu, lin) {
         alu::<OP, S>(cpu, a, d.imm);
-        return Ok(());
+        return X::done(d);
     }
-    slow::alu_mi::<OP, S>(cpu, d)
+    X::slow(cpu, d, slow::alu_mi::<OP, S>)
 }
 
-fn mov_rm<const F: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn mov_rm<const F: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin_form::<F>(cpu, &d.m);
     if let Some(v) = peek::<S>(cpu, lin) {
         rset::<S>(cpu, d.r0, v);
-        return Ok(());
+        return X::done(d);
     }
-    slow::mov_rm::<S>(cpu, d)
+    X::slow(cpu, d, slow::mov_rm::<S>)
 }
 
-fn mov_mr<const F: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn mov_mr<const F: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin_form::<F>(cpu, &d.m);
     if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
         poke::<S>(p, rget::<S>(cpu, d.r1));
-        return Ok(());
+        return X::done(d);
     }
-    slow::mov_mr::<S>(cpu, d)
+    X::slow(cpu, d, slow::mov_mr::<S>)
 }
 
-fn mov_mi<const F: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn mov_mi<const F: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin_form::<F>(cpu, &d.m);
     if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
         poke::<S>(p, d.imm);
-        return Ok(());
+        return X::done(d);
     }
-    slow::mov_mi::<S>(cpu, d)
+    X::slow(cpu, d, slow::mov_mi::<S>)
 }
 
-fn incdec_m<const DEC: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn incdec_m<const DEC: bool, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin(cpu, &d.m);
     if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
         let r = incdec::<S>(cpu, host_read::<S>(p), DEC);
         poke::<S>(p, r);
-        return Ok(());
+        return X::done(d);
     }
-    slow::incdec_m::<DEC, S>(cpu, d)
+    X::slow(cpu, d, slow::incdec_m::<DEC, S>)
 }
 
 /// The linear address of the stack slot `delta` bytes from ESP.
@@ -345,22 +357,22 @@ fn stack_lin(cpu: &Cpu, delta: u32) -> u32 {
     cpu.segs[SegReg::Ss as usize].base.wrapping_add(cpu.regs[ESP].wrapping_add(delta))
 }
 
-fn push_r(cpu: &mut Cpu, d: &DInsn) -> R {
+fn push_r<X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     if let Some(p) = cpu.tlb_write_hit(stack_lin(cpu, 4u32.wrapping_neg()), 4) {
         poke::<4>(p, cpu.regs[d.r0 as usize & 7]);
         cpu.regs[ESP] = cpu.regs[ESP].wrapping_sub(4);
-        return Ok(());
+        return X::done(d);
     }
-    slow::push_r(cpu, d)
+    X::slow(cpu, d, slow::push_r)
 }
 
-fn pop_r(cpu: &mut Cpu, d: &DInsn) -> R {
+fn pop_r<X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     if let Some(v) = peek::<4>(cpu, stack_lin(cpu, 0)) {
         cpu.regs[ESP] = cpu.regs[ESP].wrapping_add(4);
         cpu.regs[d.r0 as usize & 7] = v;
-        return Ok(());
+        return X::done(d);
     }
-    slow::pop_r(cpu, d)
+    X::slow(cpu, d, slow::pop_r)
 }
 
 fn call_rel(cpu: &mut Cpu, d: &DInsn) -> R {
@@ -383,26 +395,76 @@ fn ret_near(cpu: &mut Cpu, d: &DInsn) -> R {
     slow::ret_near(cpu, d)
 }
 
-fn movzx_rm<const F: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn movzx_rm<const F: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin_form::<F>(cpu, &d.m);
     if let Some(v) = peek::<S>(cpu, lin) {
         cpu.regs[d.r0 as usize & 7] = v;
-        return Ok(());
+        return X::done(d);
     }
-    slow::movzx_rm::<S>(cpu, d)
+    X::slow(cpu, d, slow::movzx_rm::<S>)
 }
 
-fn movsx_rm<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn movsx_rm<const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin(cpu, &d.m);
     if let Some(v) = peek::<S>(cpu, lin) {
         cpu.regs[d.r0 as usize & 7] = sext::<S>(v);
-        return Ok(());
+        return X::done(d);
     }
-    slow::movsx_rm::<S>(cpu, d)
+    X::slow(cpu, d, slow::movsx_rm::<S>)
 }
 
 /// The same instructions with the TLB's miss path (and its faults).
 mod slow;
+
+// H:266 The memory handlers above are written once for both loops: `X`
+// says how they finish.  For the exact loop (`Exact`) they return an `R`;
+// for the fast loop (`Fast`) they return the next entry, and their miss
+// path is a tail call to `slow_next`, which runs the slow twin and looks at
+// its outcome.  So the hit path, which can neither fault nor end the block
+// (a write hit is never to a page of code), has no outcome to inspect and
+// no registers to save for after a call: it does its access and returns
+// the next entry.
+pub trait Ret {
+    type Out;
+    fn done(d: &DInsn) -> Self::Out;
+    fn slow(cpu: &mut Cpu, d: &DInsn, f: Handler) -> Self::Out;
+}
+
+/// Finish for the instruction-exact loop.
+pub struct Exact;
+/// Finish for the fast loop.
+pub struct Fast;
+
+impl Ret for Exact {
+    type Out = R;
+    #[inline(always)]
+    fn done(_: &DInsn) -> R {
+        Ok(())
+    }
+    #[inline(always)]
+    fn slow(cpu: &mut Cpu, d: &DInsn, f: Handler) -> R {
+        f(cpu, d)
+    }
+}
+
+impl Ret for Fast {
+    type Out = Next;
+    #[inline(always)]
+    fn done(d: &DInsn) -> Next {
+        Next::after(d)
+    }
+    #[inline(always)]
+    fn slow(cpu: &mut Cpu, d: &DInsn, f: Handler) -> Next {
+        slow_next(cpu, d, f)
+    }
+}
+
+/// A memory handler's miss path in the fast loop (H:266).
+#[inline(never)]
+fn slow_next(cpu: &mut Cpu, d: &DInsn, f: Handler) -> Next {
+    let r = f(cpu, d);
+    crate::cpu::run::after_plain(cpu, d, r)
+}
 
 /// A shift (`KIND` 0 shl, 1 shr, 2 sar, 3 shr by one) of a `bits`-wide value by a count
 /// of 1 to 31, masked to the size, and the lazy-flags operation that
@@ -459,25 +521,26 @@ fn shift_small<const KIND: u8, const CL: bool, const S: u8>(cpu: &mut Cpu, d: &D
 
 /// Shifts of memory by an immediate, 1 or CL, through a write-TLB hit;
 /// anything else goes to the generic handler of the same instruction.
-fn shift_m<const KIND: u8, const CL: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
+fn shift_m<const KIND: u8, const CL: bool, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin(cpu, &d.m);
     let Some(p) = cpu.tlb_write_hit(lin, S as u32) else {
-        return match KIND {
-            0 => super::alu::shl(cpu, d),
-            1 => super::alu::shr(cpu, d),
-            _ => super::alu::sar(cpu, d),
+        let generic: Handler = match KIND {
+            0 => super::alu::shl,
+            1 => super::alu::shr,
+            _ => super::alu::sar,
         };
+        return X::slow(cpu, d, generic);
     };
     let c = if CL { cpu.regs[1] } else { d.imm } & 0x1f;
     if c == 0 {
-        return Ok(());
+        return X::done(d);
     }
     let bits = S * 8;
     let a = host_read::<S>(p);
     let (res, op) = shift::<KIND>(a, c, bits);
     poke::<S>(p, res);
     cpu.lazy.set(op, bits, a, c, res);
-    Ok(())
+    X::done(d)
 }
 
 fn not_r<const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
@@ -532,6 +595,13 @@ pub fn mem_op(i: &Instruction) -> Option<MemOp> {
 }
 
 macro_rules! by_size {
+    (mem; $s:expr, $f:ident $(, $c:expr)*) => {
+        match $s {
+            1 => mem!($f; $($c,)* 1),
+            2 => mem!($f; $($c,)* 2),
+            _ => mem!($f; $($c,)* 4),
+        }
+    };
     ($w:ident; $s:expr, $f:ident $(, $c:expr)*) => {
         match $s {
             1 => $w!($f::<$($c,)* 1>),
@@ -640,10 +710,10 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Pair> {
         }
         return Some(match (k0, k1) {
             (OpKind::Register, OpKind::Register) => alu_op!(regs; op, alu_rr, s),
-            (OpKind::Register, OpKind::Memory) => alu_op!(plain; op, alu_rm, s),
-            (OpKind::Memory, OpKind::Register) => alu_op!(plain; op, alu_mr, s),
+            (OpKind::Register, OpKind::Memory) => alu_op!(mem; op, alu_rm, s),
+            (OpKind::Memory, OpKind::Register) => alu_op!(mem; op, alu_mr, s),
             (OpKind::Register, k) if is_imm(k) => alu_op!(regs; op, alu_ri, s),
-            (OpKind::Memory, k) if is_imm(k) => alu_op!(plain; op, alu_mi, s),
+            (OpKind::Memory, k) if is_imm(k) => alu_op!(mem; op, alu_mi, s),
             _ => return None,
         });
     }
@@ -668,17 +738,17 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Pair> {
             match (k0, dec) {
                 (OpKind::Register, false) => Some(by_size!(regs; s, incdec_r, false)),
                 (OpKind::Register, true) => Some(by_size!(regs; s, incdec_r, true)),
-                (OpKind::Memory, false) => Some(by_size!(s, incdec_m, false)),
-                (OpKind::Memory, true) => Some(by_size!(s, incdec_m, true)),
+                (OpKind::Memory, false) => Some(by_size!(mem; s, incdec_m, false)),
+                (OpKind::Memory, true) => Some(by_size!(mem; s, incdec_m, true)),
                 _ => None,
             }
         }
-        M::Push if i.code() == Code::Push_r32 => Some(plain!(push_r)),
+        M::Push if i.code() == Code::Push_r32 => Some(mem!(push_r;)),
         M::Push if matches!(i.code(), Code::Pushd_imm32 | Code::Pushd_imm8) => {
             d.imm = i.immediate(0) as u32;
-            Some(plain!(push_i))
+            Some(mem!(push_i;))
         }
-        M::Pop if i.code() == Code::Pop_r32 => Some(plain!(pop_r)),
+        M::Pop if i.code() == Code::Pop_r32 => Some(mem!(pop_r;)),
         _ if i.condition_code() != iced_x86::ConditionCode::None && matches!(k0, OpKind::NearBranch32) && mnem != M::Loop => {
             if matches!(mnem, M::Loope | M::Loopne | M::Jecxz) {
                 return None;
@@ -694,9 +764,9 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Pair> {
                 (OpKind::Register, 1) => Some(regs!(movzx_rr::<1>)),
                 (OpKind::Register, 2) => Some(regs!(movzx_rr::<2>)),
                 (OpKind::Memory, 1 | 2) => Some(match form_of(&d.m) {
-                    0 => by_size!(s1, movzx_rm, 0),
-                    1 => by_size!(s1, movzx_rm, 1),
-                    _ => by_size!(s1, movzx_rm, 2),
+                    0 => by_size!(mem; s1, movzx_rm, 0),
+                    1 => by_size!(mem; s1, movzx_rm, 1),
+                    _ => by_size!(mem; s1, movzx_rm, 2),
                 }),
                 _ => None,
             }
@@ -706,8 +776,8 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Pair> {
             match (k1, s1) {
                 (OpKind::Register, 1) => Some(regs!(movsx_rr::<1>)),
                 (OpKind::Register, 2) => Some(regs!(movsx_rr::<2>)),
-                (OpKind::Memory, 1) => Some(plain!(movsx_rm::<1>)),
-                (OpKind::Memory, 2) => Some(plain!(movsx_rm::<2>)),
+                (OpKind::Memory, 1) => Some(mem!(movsx_rm; 1)),
+                (OpKind::Memory, 2) => Some(mem!(movsx_rm; 2)),
                 _ => None,
             }
         }
@@ -720,12 +790,12 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Pair> {
             }
             d.imm = if i.op_count() < 2 { 1 } else if by_cl { 0 } else { i.immediate8() as u32 };
             Some(match (mnem, by_cl) {
-                (M::Shr, false) => by_size!(s, shift_m, 1, false),
-                (M::Shr, true) => by_size!(s, shift_m, 1, true),
-                (M::Sar, false) => by_size!(s, shift_m, 2, false),
-                (M::Sar, true) => by_size!(s, shift_m, 2, true),
-                (_, false) => by_size!(s, shift_m, 0, false),
-                (_, true) => by_size!(s, shift_m, 0, true),
+                (M::Shr, false) => by_size!(mem; s, shift_m, 1, false),
+                (M::Shr, true) => by_size!(mem; s, shift_m, 1, true),
+                (M::Sar, false) => by_size!(mem; s, shift_m, 2, false),
+                (M::Sar, true) => by_size!(mem; s, shift_m, 2, true),
+                (_, false) => by_size!(mem; s, shift_m, 0, false),
+                (_, true) => by_size!(mem; s, shift_m, 0, true),
             })
         }
         M::Shl | M::Sal | M::Shr | M::Sar if k0 == OpKind::Register => {

@@ -13,19 +13,6 @@ use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 use super::decode::{DInsn, MemOp, Pair, NO_REG};
 use super::state::{Cpu, Fault, SegReg, Stop};
 
-/// Both handlers for `f`, a handler that never reads `next_eip` (H:232):
-/// arithmetic, moves, the stack.  `f` is a path to a function item, whose
-/// generic arguments (if any) are constants.
-macro_rules! plain {
-    ($f:expr) => {{
-        fn fast(cpu: &mut $crate::cpu::state::Cpu, d: &$crate::cpu::decode::DInsn) -> $crate::cpu::decode::Next {
-            let r = $f(cpu, d);
-            $crate::cpu::run::after_plain(cpu, d, r)
-        }
-        $crate::cpu::decode::Pair { one: $f, fast, control: false, pred: None }
-    }};
-}
-
 /// Both handlers for `f`, a handler that works on registers alone (H:232):
 /// it never reads `next_eip` and, touching no memory, never ends a block.
 /// It changes at most the register `r0` and the flags, so it also gets a

@@ -87,6 +87,12 @@ pub fn push_r(cpu: &mut Cpu, d: &DInsn) -> R {
 }
 
 #[inline(never)]
+pub fn push_i(cpu: &mut Cpu, d: &DInsn) -> R {
+    cpu.push32(d.imm)?;
+    Ok(())
+}
+
+#[inline(never)]
 pub fn pop_r(cpu: &mut Cpu, d: &DInsn) -> R {
     let v = cpu.pop32()?;
     cpu.regs[d.r0 as usize & 7] = v;
