@@ -186,6 +186,9 @@ pub struct DInsn {
     /// For a fused pair: the branch's condition code and length.
     pub cc: u8,
     pub len2: u8,
+    /// For a predicated instruction (H:287): the index in `Cpu::regs` of
+    /// the register it writes (`run::dest_index`).
+    pub rd: u8,
     // The second line.
     /// The handler for this instruction alone (instruction-exact runs).
     pub h1: Handler,
@@ -304,6 +307,7 @@ impl Block {
                 if let (Some(h), Some(hp)) = (exec::fuse::handler::<true>(fast[k].fuse, fast[k].cc), fast[k + 2].hp) {
                     fast[k].h = h;
                     fast[k + 2].h = hp;
+                    fast[k + 2].rd = crate::cpu::run::dest_index(&fast[k + 2]) as u8;
                 }
             }
         }

@@ -302,7 +302,7 @@ pub fn dest_index(d: &DInsn) -> usize {
 pub fn after_pred(cpu: &mut Cpu, d: &DInsn, r: R, reg: u32, lazy: crate::cpu::flags::Lazy) -> Next {
     debug_assert!(r.is_ok(), "register-only handlers do not fail");
     let skip = cpu.pred_skip;
-    let r0 = dest_index(d);
+    let r0 = d.rd as usize & 7;
     cpu.regs[r0] = std::hint::select_unpredictable(skip, reg, cpu.regs[r0]);
     cpu.lazy = crate::cpu::flags::Lazy::select(skip, lazy, cpu.lazy);
     cpu.run_count = cpu.run_count.wrapping_sub(skip as u64);

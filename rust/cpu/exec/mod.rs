@@ -25,7 +25,7 @@ macro_rules! regs {
             $crate::cpu::run::after_regs(d, r)
         }
         fn pred(cpu: &mut $crate::cpu::state::Cpu, d: &$crate::cpu::decode::DInsn) -> $crate::cpu::decode::Next {
-            let r0 = $crate::cpu::run::dest_index(d);
+            let r0 = d.rd as usize & 7;
             let (reg, lazy) = (cpu.regs[r0], cpu.lazy);
             let r = $f(cpu, d);
             $crate::cpu::run::after_pred(cpu, d, r, reg, lazy)
@@ -222,7 +222,7 @@ pub fn make(i: &Instruction) -> DInsn {
     } else {
         0
     };
-    let mut d = DInsn { h: super::run::generic, h1: undefined, count: 1, fuse: 0, cc: 0, len2: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as i16, cum: 0, toff: 0, tdelta: super::decode::LEAVE_DELTA, hp: None, last: false, control: true, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
+    let mut d = DInsn { h: super::run::generic, h1: undefined, count: 1, fuse: 0, cc: 0, len2: 0, rd: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as i16, cum: 0, toff: 0, tdelta: super::decode::LEAVE_DELTA, hp: None, last: false, control: true, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
     let pair = if i.is_invalid() || addr16 || i.has_lock_prefix() { None } else { fast::specialize(i, &mut d) };
     match pair {
         Some(p) => {
