@@ -36,7 +36,7 @@ fn mem(cpu: &Cpu) -> &BareMemory {
 impl BareCpu {
     pub fn new() -> Self {
         let mut cpu = Cpu::new(Mmu::Bare(BareMemory::default()));
-        cpu.cpl = 3;
+        cpu.set_cpl(3);
         // Flat 4 GiB: code is execute/read (0xFB), data read/write (0xF3),
         // both DPL 3, 32-bit, page-granular.
         let code = Segment::flat(USER_CS, 0xC0FB);

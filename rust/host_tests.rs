@@ -210,7 +210,7 @@ fn general_protection_is_reflected_with_a_frame() {
     assert_eq!(g.cpu.regs[7], 0);
     // The hlt sits after init (17 bytes) and one LOAD_IDT_ENTRY (22 bytes).
     assert_eq!(g.cpu.regs[6], CODE + 39);
-    assert_eq!(g.cpu.cpl, 1);
+    assert_eq!(g.cpu.cpl(), 1);
 }
 
 #[test]
@@ -363,7 +363,7 @@ fn user_mode_system_call_through_a_trap_gate() {
     assert_eq!(run(&mut g), RunOutcome::Notify(0x55));
     assert_eq!(g.cpu.regs[7], 0x7b);
     assert_eq!(g.cpu.regs[6], USER_STACK);
-    assert_eq!(g.cpu.cpl, 1);
+    assert_eq!(g.cpu.cpl(), 1);
     // A ring-3 hypercall is a #GP, not a hypercall: not registered, so fatal.
 }
 

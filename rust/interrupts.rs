@@ -152,7 +152,7 @@ fn deliver(g: &mut Guest, gate: IdtEntry, err: Option<u32>, direct: bool) {
         }
     }
     let cpu = &mut g.cpu;
-    cpu.cpl = 1;
+    cpu.set_cpl(1);
     if from_user {
         if let Err(f) = crate::cpu::exec::system::load_segment(cpu, SegReg::Ss, new_ss as u16) {
             g.kill(format!("unhandled trap 256 at {:#x} ({:#x})", g.cpu.eip, f.error.unwrap_or(0)));
@@ -179,7 +179,7 @@ fn deliver(g: &mut Guest, gate: IdtEntry, err: Option<u32>, direct: bool) {
 /// gate's DPL decides between delivery and #GP.
 pub fn software_interrupt(g: &mut Guest, vec: u8) {
     let vec = vec as u32;
-    let cpl = g.cpu.cpl as u32;
+    let cpl = g.cpu.cpl() as u32;
     if vec == 0x1f {
         if cpl == 1 {
             let r = &g.cpu.regs;

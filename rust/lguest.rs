@@ -241,7 +241,7 @@ impl Guest {
         self.paging().reset(mode, pgdir);
         let cpu = &mut self.cpu;
         segments::setup_initial_gdt(cpu);
-        cpu.cpl = 1;
+        cpu.set_cpl(1);
         let cs = crate::cpu::state::Segment::from_descriptor(segments::KERNEL_CS, cpu.gdt[segments::GDT_ENTRY_KERNEL_CS]);
         let ds = crate::cpu::state::Segment::from_descriptor(segments::KERNEL_DS, cpu.gdt[segments::GDT_ENTRY_KERNEL_DS]);
         cpu.segs[SegReg::Cs as usize] = cs;
@@ -469,7 +469,7 @@ impl Guest {
             self.kill(why);
             return;
         }
-        let cpl = self.cpu.cpl;
+        let cpl = self.cpu.cpl();
         match f.vector {
             13 if f.error == Some(0) && cpl == 1 && crate::interrupts::emulate_insn(self) => {}
             6 | 13 if cpl == 1 && self.is_vmcall_at_eip() => self.rewrite_vmcall(),

@@ -228,7 +228,7 @@ impl Cpu {
     /// now, inside one page (H:407); no miss handling.
     #[inline(always)]
     pub fn tlb_read_hit(&self, lin: u32, n: u32) -> Option<*const u8> {
-        let e = &self.tlb.read[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
+        let e = &self.tlb.read[self.user_index()][((lin >> 12) & TLB_MASK) as usize];
         (e.tag == self.tlb.tag(lin.wrapping_add(n - 1))).then_some(e.addend.wrapping_add(lin as usize) as *const u8)
     }
 
@@ -238,7 +238,7 @@ impl Cpu {
     /// pointer (a bulk string store included) can miss self-modifying code.
     #[inline(always)]
     pub fn tlb_write_hit(&self, lin: u32, n: u32) -> Option<*mut u8> {
-        let e = &self.tlb.write[self.user() as usize][((lin >> 12) & TLB_MASK) as usize];
+        let e = &self.tlb.write[self.user_index()][((lin >> 12) & TLB_MASK) as usize];
         (e.tag == self.tlb.tag(lin.wrapping_add(n - 1))).then_some(e.addend.wrapping_add(lin as usize) as *mut u8)
     }
 

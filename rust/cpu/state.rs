@@ -321,7 +321,12 @@ pub struct Cpu {
     pub eflags: u32,
     pub lazy: Lazy,
     pub segs: [Segment; 6],
-    pub cpl: u8,
+    /// The current privilege level; private so that every change goes
+    /// through `set_cpl`, which keeps `user` with it.
+    cpl: u8,
+    /// Whether the privilege level is 3, as an index (0 or 1) into the
+    /// software TLB's halves (`user_index`).
+    user: usize,
     pub gdt: [u64; 32],
     pub fpu: Fpu,
     pub tlb: Tlb,
@@ -361,6 +366,7 @@ impl Cpu {
             lazy: Lazy::default(),
             segs: [Segment::default(); 6],
             cpl: 0,
+            user: 0,
             gdt: [0; 32],
             fpu: Fpu::default(),
             tlb: Tlb::new(),
@@ -493,10 +499,30 @@ impl Cpu {
         &self.segs[s as usize]
     }
 
+    /// The current privilege level.
+    #[inline(always)]
+    pub fn cpl(&self) -> u8 {
+        self.cpl
+    }
+
+    /// Change the privilege level.
+    #[inline]
+    pub fn set_cpl(&mut self, cpl: u8) {
+        self.cpl = cpl;
+        self.user = (cpl == 3) as usize;
+    }
+
     /// Whether data accesses are user accesses for paging purposes.
     #[inline(always)]
     pub fn user(&self) -> bool {
-        self.cpl == 3
+        self.user != 0
+    }
+
+    /// `user` as an index, 0 or 1, kept with the privilege level so that
+    /// the TLB's hit path (H:407) loads it rather than working it out.
+    #[inline(always)]
+    pub fn user_index(&self) -> usize {
+        self.user & 1
     }
 
     /// End the current block after this instruction: the code or the mode it

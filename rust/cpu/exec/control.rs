@@ -159,7 +159,7 @@ pub fn into(cpu: &mut Cpu, _: &DInsn) -> R {
 pub fn hlt(cpu: &mut Cpu, _: &DInsn) -> R {
     // The bare CPU reports hlt so that test programs have a way to stop;
     // a guest above ring 0 gets the #GP a real processor gives it.
-    if matches!(cpu.mmu, Mmu::Bare(_)) || cpu.cpl == 0 {
+    if matches!(cpu.mmu, Mmu::Bare(_)) || cpu.cpl() == 0 {
         return Err(Stop::HLT);
     }
     Err(Stop::fault(Fault::GP0))

@@ -255,10 +255,10 @@ pub fn write_flags_from_pop(cpu: &mut Cpu, v: u32, width: u8) {
         writable |= flags::AC | flags::ID;
     }
     let iopl = (cpu.eflags >> 12) & 3;
-    if cpu.cpl == 0 {
+    if cpu.cpl() == 0 {
         writable |= flags::IOPL;
     }
-    if (cpu.cpl as u32) <= iopl {
+    if (cpu.cpl() as u32) <= iopl {
         writable |= flags::IF;
     }
     let old = cpu.get_eflags();

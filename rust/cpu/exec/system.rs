@@ -46,9 +46,9 @@ const CONFORMING: u16 = 0x04;
 const WRITABLE_OR_READABLE: u16 = 0x02;
 
 /// H:610 Load a data or stack segment register with the checks a processor
-/// makes at CPL `cpu.cpl`.
+/// makes at CPL `cpu.cpl()`.
 pub fn load_segment(cpu: &mut Cpu, seg: SegReg, sel: u16) -> Result<(), Fault> {
-    let cpl = cpu.cpl as u16;
+    let cpl = cpu.cpl() as u16;
     if sel & !3 == 0 {
         if seg == SegReg::Ss {
             return Err(Fault::GP0);
@@ -165,7 +165,7 @@ fn bare(cpu: &Cpu) -> bool {
 
 pub fn jmp_far(cpu: &mut Cpu, d: &DInsn) -> R {
     let (sel, off) = far_target(cpu, d)?;
-    let cs = code_segment(cpu, sel, cpu.cpl)?;
+    let cs = code_segment(cpu, sel, cpu.cpl())?;
     cpu.segs[SegReg::Cs as usize] = cs;
     cpu.next_eip = off;
     cpu.end_block();
@@ -174,7 +174,7 @@ pub fn jmp_far(cpu: &mut Cpu, d: &DInsn) -> R {
 
 pub fn call_far(cpu: &mut Cpu, d: &DInsn) -> R {
     let (sel, off) = far_target(cpu, d)?;
-    let cs = code_segment(cpu, sel, cpu.cpl)?;
+    let cs = code_segment(cpu, sel, cpu.cpl())?;
     let sp = cpu.regs[ESP];
     let lin = cpu.lin(SegReg::Ss, sp.wrapping_sub(8));
     cpu.probe_write(lin, 8)?;
@@ -199,7 +199,7 @@ fn drop_inaccessible_segments(cpu: &mut Cpu) {
         }
         let is_code = seg.rights & CODE != 0;
         let conforming = is_code && seg.rights & CONFORMING != 0;
-        if !conforming && seg.dpl() < cpu.cpl {
+        if !conforming && seg.dpl() < cpu.cpl() {
             cpu.segs[s as usize] = Segment { selector: 0, base: 0, limit: 0, rights: 0, usable: false };
         }
     }
@@ -215,17 +215,17 @@ pub fn retf(cpu: &mut Cpu, d: &DInsn) -> R {
         return Ok(());
     }
     let rpl = (sel & 3) as u8;
-    if rpl < cpu.cpl {
+    if rpl < cpu.cpl() {
         return Err(Stop::fault(gp(sel)));
     }
     let cs = code_segment(cpu, sel, rpl)?;
-    if rpl > cpu.cpl {
+    if rpl > cpu.cpl() {
         let esp = cpu.peek_stack(8 + extra, 4)?;
         let ss = cpu.peek_stack(12 + extra, 4)? as u16;
-        let old = cpu.cpl;
-        cpu.cpl = rpl;
+        let old = cpu.cpl();
+        cpu.set_cpl(rpl);
         if let Err(f) = load_segment(cpu, SegReg::Ss, ss) {
-            cpu.cpl = old;
+            cpu.set_cpl(old);
             return Err(f.into());
         }
         cpu.regs[ESP] = esp.wrapping_add(extra);
@@ -259,18 +259,18 @@ pub fn iret(cpu: &mut Cpu, d: &DInsn) -> R {
         return Ok(());
     }
     let rpl = (sel & 3) as u8;
-    if rpl < cpu.cpl {
+    if rpl < cpu.cpl() {
         return Err(Stop::fault(gp(sel)));
     }
     let cs = code_segment(cpu, sel, rpl)?;
-    if rpl > cpu.cpl {
+    if rpl > cpu.cpl() {
         let esp = cpu.peek_stack(12, 4)?;
         let ss = cpu.peek_stack(16, 4)? as u16;
         super::data::write_flags_from_pop(cpu, fl, 4);
-        let old = cpu.cpl;
-        cpu.cpl = rpl;
+        let old = cpu.cpl();
+        cpu.set_cpl(rpl);
         if let Err(f) = load_segment(cpu, SegReg::Ss, ss) {
-            cpu.cpl = old;
+            cpu.set_cpl(old);
             return Err(f.into());
         }
         cpu.regs[ESP] = esp;
@@ -288,7 +288,7 @@ pub fn iret(cpu: &mut Cpu, d: &DInsn) -> R {
 
 pub fn cli_sti(cpu: &mut Cpu, d: &DInsn) -> R {
     let iopl = (cpu.eflags >> 12) & 3;
-    if cpu.cpl as u32 > iopl {
+    if cpu.cpl() as u32 > iopl {
         return Err(Stop::fault(Fault::GP0));
     }
     if d.i.mnemonic() == iced_x86::Mnemonic::Cli {
