@@ -23,6 +23,7 @@ measurement; the figures are then rougher but the same shape.
 from __future__ import annotations
 
 import os
+import select
 import statistics
 import sys
 import threading
@@ -80,22 +81,36 @@ def ping(count: int) -> tuple[list[float], float]:
     lg.eventfd(KICK, fd)
     samples: list[float] = []
     one = (1).to_bytes(4, "little")
+    stop = threading.Event()
 
     def device() -> None:
         for _ in range(count):
             t = time.perf_counter()
             mem[flag : flag + 4] = one
+            # Wait for the kick, but give up once the guest has stopped:
+            # if it ends early, the test must fail with what happened, not
+            # hang in os.read.
+            while not select.select([fd], [], [], 0.2)[0]:
+                if stop.is_set():
+                    return
             os.read(fd, 8)
             samples.append(time.perf_counter() - t)
 
     t = threading.Thread(target=device)
     start = time.perf_counter()
     t.start()
+    result: object = None
     try:
-        assert lg.run() == DONE
+        result = lg.run()
+    except Exception as e:  # reported below, once the device thread is back
+        result = e
     finally:
+        stop.set()
         t.join()
         os.close(fd)
+    assert result == DONE and len(samples) == count, (
+        f"the guest stopped with {result!r} after {len(samples)} of {count} kicks"
+    )
     return samples, time.perf_counter() - start
 
 
