@@ -5,11 +5,10 @@
 // (H:229), else through the jump cache and the TLB, and then calls the
 // handlers one after another.  It allocates nothing, takes no lock and calls
 // no Python; the only thing it looks at from the outside world is one atomic
-// word of event bits, once per block and on every backward branch inside a
-// block.  Instruction-exact stops (a count budget or a stop address) use a
-// slower variant of the inner loop, so the common case pays nothing for
-// them.
-
+// word, the limit that raising an event drops to zero (H:258), once per
+// block and on every backward branch inside a block.  Instruction-exact
+// stops (a count budget or a stop address) use a slower variant of the
+// inner loop, so the common case pays nothing for them.
 
 use super::decode::{Block, Chain, DInsn, Decoded, Next, MAX_BLOCK};
 use super::exec::R;
@@ -331,9 +330,10 @@ pub fn after_control(cpu: &mut Cpu, d: &DInsn, r: R) -> Next {
     }
 }
 
-/// The fast handler of every instruction without one of its own: its exact
-/// handler, called through the entry.  (Those are the generic handlers,
-/// long enough that the second call does not show.)
+/// The fast handler of the floating-point and vector instructions (and of
+/// an entry before its handlers are chosen): its exact handler, called
+/// through the entry.  Those handlers are long enough that the second call
+/// does not show, and many enough that a wrapper each is not worth it.
 pub fn generic(cpu: &mut Cpu, d: &DInsn) -> Next {
     before_control(cpu, d);
     let r = (d.h1)(cpu, d);
@@ -382,7 +382,7 @@ mod tests {
     //! that never leaves its block.
     use crate::bare::BareCpu;
     use crate::cpu::state::{Exit, EVENT_STOP};
-    
+
     /// `l: add eax, 1; shr ebx, 1; jnc skip; inc edx; skip: dec ecx; jnz l; hlt`,
     /// a loop with a forward skip, both branches inside one block.
     const LOOP: [u8; 16] = [0x83, 0xc0, 0x01, 0xd1, 0xeb, 0x73, 0x01, 0x42, 0x49, 0x75, 0xf5, 0xf4, 0, 0, 0, 0];
