@@ -90,12 +90,12 @@ fn branch<const PRED: bool>(cpu: &mut Cpu, d: &DInsn, taken: bool) -> R {
 // when a fused pair's branch skips exactly one entry, and that entry works
 // on registers alone and is reached no other way, the pair does not branch
 // at all: it notes whether the branch was taken (`Cpu::pred_skip`) and goes
-// on to the skipped entry, whose fast handler becomes a predicated twin
-// (`run::predicated_twin`).  The twin does the instruction's work, then
-// keeps or undoes it with conditional moves and takes itself out of the
-// count if it was skipped.
-// The guest sees the same state either way, and the host has nothing to
-// mispredict.  (No event check is needed: the branch goes forwards.)
+// on to the skipped entry, whose fast handler becomes its predicated twin
+// (`DInsn::hp`, made by `exec::regs!`).  The twin does the instruction's
+// work, then keeps or undoes it with conditional moves and takes itself out
+// of the count if it was skipped.  The guest sees the same state either
+// way, and the host has nothing to mispredict.  (No event check is needed:
+// the branch goes forwards.)
 
 #[inline(always)]
 fn predicated(cpu: &mut Cpu, d: &DInsn, skip: bool) -> R {
