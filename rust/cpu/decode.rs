@@ -81,8 +81,6 @@ impl Next {
 pub struct Pair {
     pub one: Handler,
     pub fast: FastHandler,
-    /// Whether `fast` always leaves `next_eip` set (see `DInsn::control`).
-    pub control: bool,
     /// A predicated twin of `fast`, for a register-only instruction a
     /// branch may skip (H:287).
     pub pred: Option<FastHandler>,
@@ -174,18 +172,11 @@ pub struct DInsn {
     /// The block's last instruction (its sentinel follows), which a control
     /// handler leaves the block from directly.
     pub last: bool,
-    /// Whether the fast handler always sets `next_eip` (H:232): a control
-    /// transfer's target, or simply the next instruction.  Only then may
-    /// the sentinel after it leave `next_eip` as it finds it.
-    pub control: bool,
     /// True if memory operands use 16-bit addressing (0x67 prefix).
     pub addr16: bool,
     /// What kind of flag-setter this is, for fusion with a following jcc
     /// (0: not fusable); see `exec::fuse`.
     pub fuse: u8,
-    /// For a fused pair: the branch's condition code and length.
-    pub cc: u8,
-    pub len2: u8,
     /// For a predicated instruction (H:287): the index in `Cpu::regs` of
     /// the register it writes (`run::dest_index`).
     pub rd: u8,
@@ -239,12 +230,17 @@ impl Block {
         let chainable = insns.last().is_some_and(|d| near_exit(&d.i));
         let mut fast = insns;
         fast.reserve_exact(1);
-        for (k, d) in fast.iter_mut().enumerate() {
+        // Where each instruction starts, before a fused pair's end moves.
+        let starts: Vec<i32> = fast.iter().map(|d| d.end as i32 - d.len as i32).collect();
+        for k in 0..fast.len() {
             // Instructions through this entry, counting a fused pair's
-            // branch; a fused pair ends where its branch ends.
-            d.cum = (k + d.count as usize) as u16;
-            if d.count == 2 {
-                d.end = d.end.wrapping_add(d.len2 as i16);
+            // branch; a fused pair ends where its branch (the next entry)
+            // ends.
+            fast[k].cum = (k + fast[k].count as usize) as u16;
+            if fast[k].count == 2 {
+                if let Some(branch_end) = fast.get(k + 1).map(|b| b.end) {
+                    fast[k].end = branch_end;
+                }
             }
         }
         if let Some(l) = fast.last_mut() {
@@ -258,13 +254,10 @@ impl Block {
                 Some(last) => last.clone(),
                 None => exec::make(&Instruction::default()),
             };
-            // A control handler has set `next_eip` (to a jump's target,
-            // say); after anything else it is the end of the instruction.
-            // (A last entry that is the branch of a fused pair is reached
-            // from the pair, which sets nothing.)
-            let n = fast.len();
-            let pair_branch = n >= 2 && fast[n - 2].count == 2;
-            s.h = if s.control && !pair_branch { crate::cpu::run::leave_as_is } else { crate::cpu::run::leave_block };
+            // Only handlers that set no `next_eip` come here: a control
+            // handler that is the block's last instruction leaves by itself
+            // (`DInsn::last`).
+            s.h = crate::cpu::run::leave_block;
             s.h1 = exec::undefined;
             s.count = 0;
             s.len = 0;
@@ -277,7 +270,6 @@ impl Block {
         // that fits in one block, or a short forward skip.  The fast loop
         // takes them without leaving the block: the branch's handler returns
         // the target entry itself, found from its own address.
-        let starts: Vec<i32> = fast.iter().map(|d| d.end as i32 - d.len as i32 - if d.count == 2 { d.len2 as i32 } else { 0 }).collect();
         let before: Vec<u16> = fast.iter().map(|d| d.cum - d.count as u16).collect();
         let real = fast.len().saturating_sub(1);
         let size = std::mem::size_of::<DInsn>() as i32;
@@ -304,7 +296,8 @@ impl Block {
         for k in 0..real.saturating_sub(3) {
             let reached = targets.contains(&Some(k + 2));
             if fast[k].count == 2 && targets[k] == Some(k + 3) && fast[k + 2].count == 1 && !reached {
-                if let (Some(h), Some(hp)) = (exec::fuse::handler::<true>(fast[k].fuse, fast[k].cc), fast[k + 2].hp) {
+                let cc = fast[k + 1].i.condition_code() as u8 - 1;
+                if let (Some(h), Some(hp)) = (exec::fuse::handler::<true>(fast[k].fuse, cc), fast[k + 2].hp) {
                     fast[k].h = h;
                     fast[k + 2].h = hp;
                     fast[k + 2].rd = crate::cpu::run::dest_index(&fast[k + 2]) as u8;

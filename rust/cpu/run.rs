@@ -368,12 +368,6 @@ pub fn leave_block(cpu: &mut Cpu, d: &DInsn) -> Next {
     Next::LEAVE
 }
 
-/// The sentinel after a control handler, which has set `next_eip` itself:
-/// a jump the decoder did not follow, or a call.
-pub fn leave_as_is(_: &mut Cpu, _: &DInsn) -> Next {
-    Next::LEAVE
-}
-
 #[cfg(test)]
 mod tests {
     //! The fast loop's shortcuts (links between blocks, branches inside a

@@ -88,7 +88,7 @@ macro_rules! by_form {
 /// (H:266): `f` with its constant arguments, then `Exact` or `Fast`.
 macro_rules! mem {
     ($f:ident; $($c:expr),*) => {
-        Pair { one: $f::<$($c,)* Exact>, fast: $f::<$($c,)* Fast>, control: false, pred: None }
+        Pair { one: $f::<$($c,)* Exact>, fast: $f::<$($c,)* Fast>, pred: None }
     };
 }
 

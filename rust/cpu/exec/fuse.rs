@@ -285,10 +285,7 @@ pub fn try_fuse(prev: &mut DInsn, next: &DInsn) {
         return;
     };
     prev.h = h;
-    prev.cc = cc;
     prev.count = 2;
-    prev.control = false;
-    prev.len2 = next.len;
     prev.rel = next.rel;
 }
 

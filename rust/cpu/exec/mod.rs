@@ -30,7 +30,7 @@ macro_rules! regs {
             let r = $f(cpu, d);
             $crate::cpu::run::after_pred(cpu, d, r, reg, lazy)
         }
-        $crate::cpu::decode::Pair { one: $f, fast, control: false, pred: Some(pred) }
+        $crate::cpu::decode::Pair { one: $f, fast, pred: Some(pred) }
     }};
 }
 
@@ -43,7 +43,7 @@ macro_rules! control {
             let r = $f(cpu, d);
             $crate::cpu::run::after_control(cpu, d, r)
         }
-        $crate::cpu::decode::Pair { one: $f, fast, control: true, pred: None }
+        $crate::cpu::decode::Pair { one: $f, fast, pred: None }
     }};
 }
 
@@ -222,13 +222,12 @@ pub fn make(i: &Instruction) -> DInsn {
     } else {
         0
     };
-    let mut d = DInsn { h: super::run::generic, h1: undefined, count: 1, fuse: 0, cc: 0, len2: 0, rd: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as i16, cum: 0, toff: 0, tdelta: super::decode::LEAVE_DELTA, hp: None, last: false, control: true, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
+    let mut d = DInsn { h: super::run::generic, h1: undefined, count: 1, fuse: 0, rd: 0, r0: NO_REG, r1: NO_REG, imm: 0, m: MemOp::default(), i: *i, len: i.len() as u8, end: i.len() as i16, cum: 0, toff: 0, tdelta: super::decode::LEAVE_DELTA, hp: None, last: false, size, addr16, rel, chain: std::cell::Cell::new(super::decode::NO_CHAIN) };
     let pair = if i.is_invalid() || addr16 || i.has_lock_prefix() { None } else { fast::specialize(i, &mut d) };
     match pair {
         Some(p) => {
             d.h = p.fast;
             d.h1 = p.one;
-            d.control = p.control;
             d.hp = p.pred;
         }
         None => {
@@ -379,7 +378,7 @@ fn pick(i: &Instruction) -> Pair {
         // The floating-point and vector handlers, many and rarely hot in a
         // kernel, run through `run::generic` rather than a wrapper each.
         _ => match super::fpu::pick(i) {
-            Some(h) => Pair { one: h, fast: super::run::generic, control: true, pred: None },
+            Some(h) => Pair { one: h, fast: super::run::generic, pred: None },
             None if is_fpu_class(i) => control!(fpu_undefined),
             None => control!(undefined),
         },
