@@ -282,36 +282,31 @@ fn alu_rm<const OP: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out
     X::slow(cpu, d, slow::alu_rm::<OP, S>)
 }
 
-fn alu_mr<const OP: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
+/// `[mem] OP= source`: a register (`r1`), or with `IMM` the immediate.
+#[inline(always)]
+fn alu_source<const IMM: bool, const S: u8>(cpu: &Cpu, d: &DInsn) -> u32 {
+    if IMM {
+        d.imm
+    } else {
+        rget::<S>(cpu, d.r1)
+    }
+}
+
+fn alu_m<const OP: u8, const IMM: bool, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
     let lin = mlin(cpu, &d.m);
     if writes(OP) {
         if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
-            let b = rget::<S>(cpu, d.r1);
+            let b = alu_source::<IMM, S>(cpu, d);
             let r = alu::<OP, S>(cpu, host_read::<S>(p), b);
             poke::<S>(p, r);
             return X::done(d);
         }
     } else if let Some(a) = peek::<S>(cpu, lin) {
-        let b = rget::<S>(cpu, d.r1);
+        let b = alu_source::<IMM, S>(cpu, d);
         alu::<OP, S>(cpu, a, b);
         return X::done(d);
     }
-    X::slow(cpu, d, slow::alu_mr::<OP, S>)
-}
-
-fn alu_mi<const OP: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
-    let lin = mlin(cpu, &d.m);
-    if writes(OP) {
-        if let Some(p) = cpu.tlb_write_hit(lin, S as u32) {
-            let r = alu::<OP, S>(cpu, host_read::<S>(p), d.imm);
-            poke::<S>(p, r);
-            return X::done(d);
-        }
-    } else if let Some(a) = peek::<S>(cpu, lin) {
-        alu::<OP, S>(cpu, a, d.imm);
-        return X::done(d);
-    }
-    X::slow(cpu, d, slow::alu_mi::<OP, S>)
+    X::slow(cpu, d, slow::alu_m::<OP, IMM, S>)
 }
 
 fn mov_rm<const F: u8, const S: u8, X: Ret>(cpu: &mut Cpu, d: &DInsn) -> X::Out {
@@ -615,17 +610,17 @@ macro_rules! by_size {
 }
 
 macro_rules! alu_op {
-    ($w:ident; $op:expr, $form:ident, $s:expr) => {
+    ($w:ident; $op:expr, $form:ident $(, $c:expr)*; $s:expr) => {
         match $op {
-            ADD => by_size!($w; $s, $form, ADD),
-            OR => by_size!($w; $s, $form, OR),
-            ADC => by_size!($w; $s, $form, ADC),
-            SBB => by_size!($w; $s, $form, SBB),
-            AND => by_size!($w; $s, $form, AND),
-            SUB => by_size!($w; $s, $form, SUB),
-            XOR => by_size!($w; $s, $form, XOR),
-            CMP => by_size!($w; $s, $form, CMP),
-            _ => by_size!($w; $s, $form, TEST),
+            ADD => by_size!($w; $s, $form, ADD $(, $c)*),
+            OR => by_size!($w; $s, $form, OR $(, $c)*),
+            ADC => by_size!($w; $s, $form, ADC $(, $c)*),
+            SBB => by_size!($w; $s, $form, SBB $(, $c)*),
+            AND => by_size!($w; $s, $form, AND $(, $c)*),
+            SUB => by_size!($w; $s, $form, SUB $(, $c)*),
+            XOR => by_size!($w; $s, $form, XOR $(, $c)*),
+            CMP => by_size!($w; $s, $form, CMP $(, $c)*),
+            _ => by_size!($w; $s, $form, TEST $(, $c)*),
         }
     };
 }
@@ -709,11 +704,11 @@ pub fn specialize(i: &Instruction, d: &mut DInsn) -> Option<Pair> {
             };
         }
         return Some(match (k0, k1) {
-            (OpKind::Register, OpKind::Register) => alu_op!(regs; op, alu_rr, s),
-            (OpKind::Register, OpKind::Memory) => alu_op!(mem; op, alu_rm, s),
-            (OpKind::Memory, OpKind::Register) => alu_op!(mem; op, alu_mr, s),
-            (OpKind::Register, k) if is_imm(k) => alu_op!(regs; op, alu_ri, s),
-            (OpKind::Memory, k) if is_imm(k) => alu_op!(mem; op, alu_mi, s),
+            (OpKind::Register, OpKind::Register) => alu_op!(regs; op, alu_rr; s),
+            (OpKind::Register, OpKind::Memory) => alu_op!(mem; op, alu_rm; s),
+            (OpKind::Memory, OpKind::Register) => alu_op!(mem; op, alu_m, false; s),
+            (OpKind::Register, k) if is_imm(k) => alu_op!(regs; op, alu_ri; s),
+            (OpKind::Memory, k) if is_imm(k) => alu_op!(mem; op, alu_m, true; s),
             _ => return None,
         });
     }

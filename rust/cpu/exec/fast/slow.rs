@@ -16,11 +16,13 @@ pub fn alu_rm<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     Ok(())
 }
 
-/// `[mem] OP= b`, restartable: a fault on the write puts the flags back.
-#[inline(always)]
-fn alu_m<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn, b: u32) -> R {
+/// `[mem] OP= source`, restartable: a fault on the write puts the flags
+/// back.
+#[inline(never)]
+pub fn alu_m<const OP: u8, const IMM: bool, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
     let lin = mlin(cpu, &d.m);
     let a = mread::<S>(cpu, lin)?;
+    let b = alu_source::<IMM, S>(cpu, d);
     let saved = cpu.lazy;
     let r = alu::<OP, S>(cpu, a, b);
     if writes(OP) {
@@ -30,17 +32,6 @@ fn alu_m<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn, b: u32) -> R {
         }
     }
     Ok(())
-}
-
-#[inline(never)]
-pub fn alu_mr<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    let b = rget::<S>(cpu, d.r1);
-    alu_m::<OP, S>(cpu, d, b)
-}
-
-#[inline(never)]
-pub fn alu_mi<const OP: u8, const S: u8>(cpu: &mut Cpu, d: &DInsn) -> R {
-    alu_m::<OP, S>(cpu, d, d.imm)
 }
 
 #[inline(never)]
